@@ -1,0 +1,117 @@
+"""The ``ssmscope`` command: a thin layer over the library.
+
+Each subcommand parses its flags, builds the library's objects and calls one library function.
+A user error (:class:`SsmscopeError`) becomes one line on stderr and exit status 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .config import NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .errors import SsmscopeError
+from .models import ARCHITECTURES
+
+
+def _add_data_fields(p: argparse.ArgumentParser, defaults: bool) -> None:
+    d = DataConfig()
+    p.add_argument("--code-field", default=d.code_field if defaults else None, help=f"field holding the function's code (default {d.code_field})")
+    p.add_argument("--label-field", default=d.label_field if defaults else None, help=f"field holding the 0/1 label (default {d.label_field})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssmscope", description="Train S4D-family vulnerability detectors and read their kernels.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    d, m, t = DataConfig(), ModelConfig(), TrainConfig()
+    p = sub.add_parser("train", help="train one architecture and evaluate it on the test split")
+    p.add_argument("--arch", required=True, help=f"one of: {', '.join(ARCHITECTURES)}")
+    p.add_argument("--data", required=True, help="dataset file (.jsonl/.json/.csv/.parquet, optionally .gz) or ReVeal folder")
+    p.add_argument("--out", required=True, help="run directory to write")
+    _add_data_fields(p, defaults=True)
+    p.add_argument("--epochs", type=int, default=t.epochs)
+    p.add_argument("--batch-size", type=int, default=t.batch_size)
+    p.add_argument("--lr", type=float, default=t.lr)
+    p.add_argument("--max-len", type=int, default=d.max_len, help="tokens kept per function")
+    p.add_argument("--seed", type=int, default=t.seed)
+    p.add_argument("--limit", type=int, default=None, help="stratified subsample of N functions before splitting")
+    p.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
+    p.add_argument("--normalize", default=d.normalize, choices=NORMALIZE_MODES, help="identifier/literal normalisation")
+    p.add_argument("--embed-dim", type=int, default=m.embed_dim)
+    p.add_argument("--d-state", type=int, default=m.d_state, help="S4D state size N")
+    p.add_argument("--s4d-init", default=m.s4d_init, choices=("lin", "inv"))
+    p.add_argument("--discretization", default=m.discretization, choices=("zoh", "bilinear"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+
+    p = sub.add_parser("evaluate", help="score a trained run on a dataset")
+    p.add_argument("--run", required=True, help="run directory written by train")
+    p.add_argument("--data", required=True)
+    _add_data_fields(p, defaults=False)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default=None, help="JSON file for the metrics (default RUN/evaluations/<data name>.json)")
+    return parser
+
+
+def _train(args) -> None:
+    from .train import train_run
+
+    config = RunConfig(
+        arch=args.arch,
+        data_path=str(Path(args.data).resolve()),
+        data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit, normalize=args.normalize),
+        model=dataclasses.replace(ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization),
+        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device),
+    )
+    metrics = train_run(config, args.out, overwrite=args.overwrite)
+    print(_metrics_line("test", metrics))
+    print(f"run written to {args.out}")
+
+
+def _evaluate(args) -> None:
+    from .train import evaluate_run
+    from .train.checkpoint import write_json
+
+    metrics = evaluate_run(args.run, args.data, args.code_field, args.label_field, args.device)
+    out = Path(args.out) if args.out else Path(args.run) / "evaluations" / f"{_stem(args.data)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, metrics)
+    print(json.dumps(metrics))
+    print(_metrics_line("evaluation", metrics))
+    print(f"metrics written to {out}")
+
+
+def _stem(path: str) -> str:
+    name = Path(path).name
+    for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
+        name = name.removesuffix(suffix)
+    return name or "data"
+
+
+def _metrics_line(label: str, m: dict) -> str:
+    keys = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "mcc")
+    parts = [f"{k} {m[k]:.4f}" if m[k] is not None else f"{k} n/a" for k in keys]
+    return f"{label}: " + "  ".join(parts) + f"  confusion [[tn fp] [fn tp]] {m['confusion_matrix']}"
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except SsmscopeError as e:
+        if args.debug:
+            raise
+        print(f"ssmscope: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ssmscope: interrupted", file=sys.stderr)
+        return 130
+    return 0

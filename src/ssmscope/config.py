@@ -1,0 +1,94 @@
+"""Every setting of a run, with its default, in one place.
+
+The reasons for the defaults are in docs/METHODS.md ("Defaults"); change a default here and there.
+A run's configuration is a :class:`RunConfig`; it round-trips through JSON (``to_dict`` /
+``from_dict``) so that ``config.json`` in a run directory rebuilds the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SsmscopeError
+
+NORMALIZE_MODES = ("none", "identifiers", "full")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    code_field: str = "code"
+    label_field: str = "label"
+    normalize: str = "identifiers"  # none | identifiers (VARn/FUNCn) | full (also literals)
+    max_len: int = 1024  # tokens kept per function (the rest is cut and counted)
+    min_count: int = 2  # a token enters the vocabulary if it occurs this often in train
+    max_vocab: int = 20_000  # vocabulary cap, specials included
+    limit: int | None = None  # stratified subsample of this many functions before splitting
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / valid / test
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embed_dim: int = 128  # token embedding width; also H of a standalone S4D
+    num_filters: int = 128  # output channels of each convolution branch
+    kernel_sizes: tuple[int, ...] = (3, 5, 7)  # one branch per size (cnn, depthwise, *_s4d)
+    smr_kernel_size: int = 3  # the short causal convolution of State Memory Replay
+    d_state: int = 64  # N of every S4D (N/2 complex conjugate-pair modes)
+    s4d_init: str = "lin"  # lin | inv
+    discretization: str = "zoh"  # zoh | bilinear
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    bucket_chunk_batches: int = 50  # length grouping: sort within chunks of this many batches
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    arch: str
+    data_path: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        try:
+            return cls(
+                arch=d["arch"],
+                data_path=d["data_path"],
+                data=_build(DataConfig, d.get("data", {})),
+                model=_build(ModelConfig, d.get("model", {})),
+                train=_build(TrainConfig, d.get("train", {})),
+            )
+        except KeyError as e:
+            raise SsmscopeError(f"config: missing field {e}; the run's config.json is incomplete") from None
+
+
+def _build(cls, d: dict[str, Any]):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise SsmscopeError(f"config: unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return cls(**values)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x

@@ -1,0 +1,187 @@
+"""Read labelled C/C++ functions from the file formats people keep them in.
+
+One entry point, :func:`load_dataset`. Supported inputs (text formats may be gzip-compressed,
+recognised by a ``.gz`` suffix):
+
+* JSON Lines (``.jsonl``, ``.ndjson``): one object per line;
+* a JSON array of objects (``.json``);
+* CSV with a header row (``.csv``);
+* Parquet (``.parquet``);
+* the original ReVeal folder: ``vulnerables.json`` (label 1) and ``non-vulnerables.json``
+  (label 0), each a JSON array of objects with a code field.
+
+Every record keeps its position in the source (``index``, 0-based, in reading order) so that a
+split can be written down as indices and re-read later.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SsmscopeError
+
+REVEAL_FOLDER_FILES = {"vulnerables.json": 1, "non-vulnerables.json": 0}
+_TRUE = {"1", "true"}
+_FALSE = {"0", "false"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled function. ``where`` names its place for error messages (file:line)."""
+
+    index: int
+    code: str
+    label: int
+    where: str
+
+
+def parse_label(value, where: str, field: str) -> int:
+    """0/1, True/False, or the strings "0", "1", "true", "false" (any case); else an error."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    if isinstance(value, float) and value in (0.0, 1.0):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return 1
+        if text in _FALSE:
+            return 0
+    raise SsmscopeError(
+        f"{where}: label field '{field}' is {value!r}; labels must be 0/1 (or \"0\"/\"1\", true/false)"
+    )
+
+
+def load_dataset(path: str | Path, code_field: str = "code", label_field: str = "label") -> list[Record]:
+    """Read every labelled function from ``path`` (a file in one of the formats above, or a ReVeal folder)."""
+    path = Path(path)
+    if not path.exists():
+        raise SsmscopeError(f"{path}: no such file or folder; pass --data with an existing dataset path")
+    if path.is_dir():
+        rows = _read_reveal_folder(path, label_field)
+    else:
+        rows = _read_file(path)
+    records = []
+    for i, (where, row) in enumerate(rows):
+        records.append(_to_record(i, where, row, code_field, label_field))
+    if not records:
+        raise SsmscopeError(f"{path}: no records found; the file is empty")
+    return records
+
+
+def _to_record(index: int, where: str, row, code_field: str, label_field: str) -> Record:
+    if not isinstance(row, dict):
+        raise SsmscopeError(f"{where}: expected an object with fields '{code_field}' and '{label_field}', got {type(row).__name__}")
+    for name in (code_field, label_field):
+        if name not in row:
+            raise SsmscopeError(
+                f"{where}: no field '{name}' (fields present: {', '.join(map(str, row)) or 'none'}); "
+                f"choose the right one with --code-field / --label-field"
+            )
+    code = row[code_field]
+    if not isinstance(code, str):
+        raise SsmscopeError(f"{where}: code field '{code_field}' is {type(code).__name__}, not text")
+    return Record(index, code, parse_label(row[label_field], where, label_field), where)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def _format_of(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    formats = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+    if ext not in formats:
+        raise SsmscopeError(
+            f"{path}: unknown format '{ext or path.name}'; use .jsonl, .json, .csv or .parquet (optionally .gz), or a ReVeal folder"
+        )
+    return formats[ext]
+
+
+def _read_file(path: Path):
+    fmt = _format_of(path)
+    try:
+        if fmt == "jsonl":
+            return list(_read_jsonl(path))
+        if fmt == "json":
+            return list(_read_json_array(path))
+        if fmt == "csv":
+            return list(_read_csv(path))
+        return list(_read_parquet(path))
+    except UnicodeDecodeError as e:
+        raise SsmscopeError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-encode the file as UTF-8") from None
+    except (OSError, EOFError) as e:
+        raise SsmscopeError(f"{path}: cannot read ({e}); check that the file is complete and, if .gz, really gzip") from None
+
+
+def _read_jsonl(path: Path):
+    with _open_text(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SsmscopeError(f"{where}: malformed JSON ({e.msg} at column {e.colno}); fix or remove that line") from None
+
+
+def _read_json_array(path: Path, label: int | None = None, label_field: str = "label"):
+    with _open_text(path) as f:
+        text = f.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SsmscopeError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(data, list):
+        raise SsmscopeError(f"{path}: expected a JSON array of objects, got a JSON {type(data).__name__}")
+    for i, row in enumerate(data):
+        where = f"{path}: item {i}"
+        if label is not None and isinstance(row, dict):
+            row = {**row, label_field: label}
+        yield where, row
+
+
+def _read_csv(path: Path):
+    csv.field_size_limit(1 << 30)
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            yield f"{path}:{reader.line_num}", row
+
+
+def _read_parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    source = io.BytesIO(gzip.open(path).read()) if path.suffix == ".gz" else path
+    try:
+        table = pq.read_table(source)
+    except Exception as e:  # pyarrow raises several types for a broken file
+        raise SsmscopeError(f"{path}: not a readable Parquet file ({e})") from None
+    for i, row in enumerate(table.to_pylist()):
+        yield f"{path}: row {i}", row
+
+
+def _read_reveal_folder(folder: Path, label_field: str):
+    missing = [name for name in REVEAL_FOLDER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise SsmscopeError(
+            f"{folder}: a dataset folder must hold the ReVeal files {list(REVEAL_FOLDER_FILES)}; missing {missing}"
+        )
+    rows = []
+    for name, label in REVEAL_FOLDER_FILES.items():
+        # The folder's files carry no label field: the file they are in is the label.
+        for where, row in _read_json_array(folder / name, label, label_field):
+            rows.append((where, row))
+    return rows

@@ -1,0 +1,55 @@
+"""The feature blocks that sit between the embedding and the pooling.
+
+All blocks map (B, C_in, L) to (B, C_out, L): convolutions are padded so that the output keeps
+the input's length. Padding uses zeros, which is also what a padded batch holds beyond a
+function's end (the padding token's embedding is zero), so a function's outputs at its own
+positions do not depend on what it is batched with.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SamePadConv1d(nn.Conv1d):
+    """Conv1d whose output has the input's length.
+
+    ``causal=False``: (k-1)//2 zeros before and k//2 after each position (centred window).
+    ``causal=True``: k-1 zeros before, none after (position t sees t-k+1 .. t only).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int = 1, causal: bool = False):
+        super().__init__(in_channels, out_channels, kernel_size, groups=groups)
+        self.causal = causal
+        self.pad = (kernel_size - 1, 0) if causal else ((kernel_size - 1) // 2, kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, L) -> (B, C_out, L)
+        return super().forward(F.pad(x, self.pad))
+
+
+class DepthwiseSeparableConv1d(nn.Module):
+    """A per-channel (depthwise) convolution followed by a 1x1 (pointwise) channel mix."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.depthwise = SamePadConv1d(in_channels, in_channels, kernel_size, groups=in_channels)
+        self.pointwise = nn.Conv1d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, L) -> (B, C_out, L)
+        return self.pointwise(self.depthwise(x))
+
+
+class StateMemoryReplay(nn.Module):
+    """SMR: u ⊙ Conv1d(u), a short causal convolution of the input multiplied element-wise with it.
+
+    The convolution mixes channels (d_model → d_model) over the last ``kernel_size`` positions.
+    """
+
+    def __init__(self, d_model: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = SamePadConv1d(d_model, d_model, kernel_size, causal=True)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, H, L) -> (B, H, L)
+        return u * self.conv(u)

@@ -1,0 +1,241 @@
+"""Training and evaluation of one run.
+
+``train_run`` does the whole job for one architecture on one dataset: read and prepare the data,
+build the vocabulary from the train split, train for a fixed number of epochs with class-weighted
+BCE, keep the epoch with the best validation F1 of the vulnerable class, and evaluate that model
+once on the test split. Everything lands in the run directory:
+
+    config.json    the RunConfig (rebuilds the run) + library versions
+    splits.json    de-duplication counts and each split as record indices into the source
+    metrics.jsonl  one line per epoch: train loss, validation metrics, seconds
+    metrics.json   test metrics of the best epoch (+ best_epoch)
+    model.pt       best weights, vocabulary, config (torch.load(..., weights_only=True))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import DataConfig, ModelConfig, RunConfig
+from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
+from ..errors import SsmscopeError
+from ..models import ARCHITECTURES, build_model
+from .checkpoint import append_jsonl, load_model_file, save_model, write_json
+from .metrics import binary_metrics
+from .progress import ProgressBar
+
+RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SsmscopeError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise SsmscopeError(f"--device: unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def validate(config: RunConfig) -> None:
+    """Settings that cannot work, reported before anything is read or written."""
+    if config.arch not in ARCHITECTURES:
+        raise SsmscopeError(f"--arch: unknown architecture {config.arch!r}; known: {', '.join(ARCHITECTURES)}")
+    t, d, m = config.train, config.data, config.model
+    checks = [
+        (t.epochs >= 1, f"--epochs must be at least 1, got {t.epochs}"),
+        (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
+        (t.lr > 0, f"--lr must be positive, got {t.lr}"),
+        (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes)})"),
+        (d.limit is None or d.limit >= 10, f"--limit must be at least 10, got {d.limit}"),
+        (m.d_state >= 2 and m.d_state % 2 == 0, f"d_state must be an even number >= 2, got {m.d_state}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise SsmscopeError(message)
+
+
+def environment() -> dict:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "ssmscope": __version__,
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+@dataclass
+class TokenizedData:
+    vocab: Vocab
+    splits: dict[str, EncodedSplit]
+    counts: dict[str, int]
+    indices: dict[str, list[int]]
+
+
+def prepare_data(config: RunConfig) -> TokenizedData:
+    """Read, de-duplicate, split, tokenize and encode; the vocabulary comes from train only."""
+    d = config.data
+    records = load_dataset(config.data_path, d.code_field, d.label_field)
+    prepared = prepare(records, d.split, d.limit, config.train.seed, source=config.data_path)
+    tokens = {name: [tokenize(r.code, d.normalize) for r in rs] for name, rs in prepared.splits.items()}
+    vocab = Vocab.build(tokens["train"], d.min_count, d.max_vocab)
+    splits = {
+        name: encode(tokens[name], [r.label for r in rs], vocab, d.max_len, rs)
+        for name, rs in prepared.splits.items()
+    }
+    counts = dict(prepared.counts)
+    for name, split in splits.items():
+        counts[f"{name}_truncated"] = split.truncated
+    counts["vocab_size"] = len(vocab)
+    return TokenizedData(vocab, splits, counts, prepared.indices())
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: EncodedSplit, batch_size: int, device: torch.device) -> np.ndarray:
+    """Probability of label 1 for every function of ``split``, in the split's order."""
+    model.eval()
+    probabilities = np.empty(len(split.sequences), dtype=np.float64)
+    for idx in sorted_batches(split.lengths, batch_size):
+        tokens, lengths = collate(split.sequences, idx)
+        logits = model(tokens.to(device), lengths.to(device))  # (B,)
+        probabilities[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+    return probabilities
+
+
+def train_epoch(model, optimizer, loss_fn, split: EncodedSplit, config: RunConfig, epoch: int, device) -> float:
+    """One pass over the train split in length-grouped batches; returns the mean loss per function."""
+    t = config.train
+    model.train()
+    rng = np.random.default_rng([t.seed, epoch])
+    batches = length_grouped_batches(split.lengths, t.batch_size, rng, t.bucket_chunk_batches)
+    labels = torch.from_numpy(split.labels).float()
+    total, count = 0.0, 0
+    with ProgressBar(len(batches), f"epoch {epoch}/{t.epochs}") as bar:
+        for idx in batches:
+            tokens, lengths = collate(split.sequences, idx)
+            logits = model(tokens.to(device), lengths.to(device))  # (B,)
+            loss = loss_fn(logits, labels[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+            bar.update(loss=total / count)
+    return total / count
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    existing = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise SsmscopeError(f"{out_dir}: already holds a run ({', '.join(existing)}); choose another --out or pass --overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in existing:
+        (out_dir / name).unlink()
+
+
+def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Train ``config.arch`` and write the run directory; returns the test metrics."""
+    validate(config)
+    out_dir = Path(out_dir)
+    device = resolve_device(config.train.device)
+    torch.manual_seed(config.train.seed)
+    data = prepare_data(config)
+    _prepare_out_dir(out_dir, overwrite)
+
+    c = data.counts
+    log(
+        f"data: {c['read']} read, {c['duplicates_dropped']} duplicates and {c['conflicting_dropped']} "
+        f"contradicting functions dropped, {c['used']} used; train/valid/test {c['train_size']}/{c['valid_size']}/"
+        f"{c['test_size']}; vocabulary {c['vocab_size']}; cut to {config.data.max_len} tokens: "
+        f"{c['train_truncated'] + c['valid_truncated'] + c['test_truncated']}"
+    )
+    write_json(out_dir / "config.json", {**config.to_dict(), "environment": environment()})
+    write_json(out_dir / "splits.json", {"source": config.data_path, "source_sha256": _sha256(config.data_path), "counts": c, **data.indices})
+
+    model = build_model(config.arch, len(data.vocab), config.model).to(device)
+    train = data.splits["train"]
+    positives = int(train.labels.sum())
+    pos_weight = torch.tensor((len(train.labels) - positives) / positives, device=device)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    log(f"model: {config.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}, pos_weight {pos_weight.item():.3f}")
+
+    best_f1, best_epoch, best_state = -1.0, 0, None
+    for epoch in range(1, config.train.epochs + 1):
+        start = time.perf_counter()
+        train_loss = train_epoch(model, optimizer, loss_fn, train, config, epoch, device)
+        valid = binary_metrics(data.splits["valid"].labels, predict(model, data.splits["valid"], config.train.batch_size, device))
+        seconds = time.perf_counter() - start
+        if not np.isfinite(train_loss):
+            raise SsmscopeError(f"epoch {epoch}: the training loss is not finite; lower --lr (the best checkpoint so far is kept)")
+        append_jsonl(out_dir / "metrics.jsonl", {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid})
+        improved = valid["f1"] > best_f1
+        if improved:
+            best_f1, best_epoch = valid["f1"], epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            save_model(out_dir / "model.pt", config, data.vocab.tokens, best_state, epoch)
+        log(
+            f"epoch {epoch}/{config.train.epochs}  train loss {train_loss:.4f}  valid f1 {valid['f1']:.4f} "
+            f"f1_weighted {valid['f1_weighted']:.4f} roc_auc {_fmt(valid['roc_auc'])}  {seconds:.1f}s{'  *' if improved else ''}"
+        )
+
+    model.load_state_dict(best_state)
+    test = binary_metrics(data.splits["test"].labels, predict(model, data.splits["test"], config.train.batch_size, device))
+    metrics = {**test, "best_epoch": best_epoch}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def load_run(run_dir: str | Path, device: torch.device | None = None) -> tuple[RunConfig, Vocab, nn.Module]:
+    """The trained model of a run directory (best epoch), its config and vocabulary."""
+    payload = load_model_file(Path(run_dir) / "model.pt")
+    config = RunConfig.from_dict(payload["config"])
+    vocab = Vocab(payload["vocab"])
+    model = build_model(config.arch, len(vocab), config.model)
+    model.load_state_dict(payload["state_dict"])
+    return config, vocab, model.to(device or torch.device("cpu")).eval()
+
+
+def evaluate_run(run_dir: str | Path, data_path: str | Path, code_field: str | None = None, label_field: str | None = None, device: str = "auto") -> dict:
+    """Score a trained run on every function of a dataset, with the run's own tokenizer and vocabulary."""
+    dev = resolve_device(device)
+    config, vocab, model = load_run(run_dir, dev)
+    d = config.data
+    records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field)
+    tokens = [tokenize(r.code, d.normalize) for r in records]
+    split = encode(tokens, [r.label for r in records], vocab, d.max_len, records)
+    return binary_metrics(split.labels, predict(model, split, config.train.batch_size, dev))
+
+
+def _sha256(path: str) -> str | None:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
