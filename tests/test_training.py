@@ -1,0 +1,128 @@
+"""End to end: every architecture for one epoch on a small stratified ReVeal subset.
+
+The run's files are checked for content, and its test metrics are recomputed through a second
+path (``ssmscope evaluate`` on the test split written out as JSONL) and must agree.
+"""
+
+import dataclasses
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ssmscope.cli import main
+from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ssmscope.errors import SsmscopeError
+from ssmscope.models import ARCHITECTURES
+from ssmscope.train import METRIC_KEYS, train_run
+
+pytestmark = pytest.mark.reveal
+
+
+def small_config(arch: str, data_path, **train) -> RunConfig:
+    return RunConfig(
+        arch=arch,
+        data_path=str(data_path),
+        data=DataConfig(limit=500, max_len=256),
+        model=ModelConfig(embed_dim=32, num_filters=32, d_state=16),
+        train=TrainConfig(epochs=1, **train),
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(reveal_path, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return {arch: (root / arch, train_run(small_config(arch, reveal_path), root / arch, log=lambda s: None)) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="module")
+def reveal_labels(reveal_path):
+    with gzip.open(reveal_path, "rt") as f:
+        return [json.loads(line)["label"] for line in f]
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_run_directory_contents(runs, reveal_labels, arch):
+    run_dir, returned = runs[arch]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    splits = json.loads((run_dir / "splits.json").read_text())
+    assert set(metrics) == set(METRIC_KEYS) | {"best_epoch"} and metrics == returned and metrics["best_epoch"] == 1
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    assert tn + fp + fn + tp == 50 and fn + tp == sum(reveal_labels[i] for i in splits["test"])
+    assert metrics["accuracy"] == pytest.approx((tn + tp) / 50)
+    for key in ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "pr_auc"):
+        assert 0.0 <= metrics[key] <= 1.0
+
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    epoch = json.loads(lines[0])
+    assert len(lines) == 1 and epoch["epoch"] == 1 and np.isfinite(epoch["train_loss"]) and set(epoch["valid"]) == set(METRIC_KEYS)
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert RunConfig.from_dict(config) == small_config(arch, config["data_path"])
+    assert config["environment"]["torch"] == torch.__version__
+
+    train, valid, test = (set(splits[k]) for k in ("train", "valid", "test"))
+    assert (len(train), len(valid), len(test)) == (400, 50, 50) and not (train & valid or train & test or valid & test)
+    assert splits["counts"]["conflicting_dropped"] == 702
+
+    payload = torch.load(run_dir / "model.pt", weights_only=True)
+    assert payload["vocab"][:2] == ["<pad>", "<unk>"] and payload["epoch"] == 1
+    assert payload["state_dict"]["embedding.weight"].shape[0] == len(payload["vocab"])
+
+
+@pytest.mark.parametrize("arch", ["s4d", "smr_s4d", "cnn"])
+def test_evaluate_reproduces_test_metrics_through_a_second_path(runs, reveal_path, arch, tmp_path, capsys):
+    run_dir, metrics = runs[arch]
+    test_ids = set(json.loads((run_dir / "splits.json").read_text())["test"])
+    with gzip.open(reveal_path, "rt") as f:
+        rows = [json.loads(line) for i, line in enumerate(f) if i in test_ids]
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps({"func": r["code"], "y": str(r["label"])}) + "\n" for r in rows))
+    assert main(["evaluate", "--run", str(run_dir), "--data", str(data), "--code-field", "func", "--label-field", "y", "--device", "cpu"]) == 0
+    written = json.loads((run_dir / "evaluations" / "test.json").read_text())
+    assert written["confusion_matrix"] == metrics["confusion_matrix"]
+    for key in ("f1", "f1_weighted", "roc_auc", "pr_auc", "mcc"):
+        assert written[key] == pytest.approx(metrics[key], abs=1e-9)
+    assert "f1_weighted" in capsys.readouterr().out
+
+
+def test_best_epoch_is_the_best_validation_f1(reveal_path, tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = train_run(dataclasses.replace(small_config("cnn", reveal_path), train=TrainConfig(epochs=3)), run_dir, log=lambda s: None)
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    f1s = [e["valid"]["f1"] for e in epochs]
+    assert len(f1s) == 3 and metrics["best_epoch"] == 1 + int(np.argmax(f1s))  # first maximum wins ties
+    assert torch.load(run_dir / "model.pt", weights_only=True)["epoch"] == metrics["best_epoch"]
+
+
+def test_same_seed_same_metrics(reveal_path, tmp_path):
+    config = small_config("smr_s4d", reveal_path)
+    a = train_run(config, tmp_path / "a", log=lambda s: None)
+    b = train_run(config, tmp_path / "b", log=lambda s: None)
+    assert a == b
+
+
+def test_existing_run_is_not_overwritten(runs, reveal_path):
+    run_dir, _ = runs["cnn"]
+    before = (run_dir / "metrics.json").read_bytes()
+    with pytest.raises(SsmscopeError, match="already holds a run"):
+        train_run(small_config("cnn", reveal_path), run_dir, log=lambda s: None)
+    assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def test_cli_train_prints_metrics_and_errors_are_one_line(reveal_path, tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["train", "--arch", "cnn", "--data", str(reveal_path), "--out", str(out), "--limit", "300", "--epochs", "1",
+            "--max-len", "128", "--embed-dim", "16", "--device", "cpu"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1" in printed and "test: accuracy" in printed and (out / "metrics.json").exists()
+
+    assert main(["train", "--arch", "rnn", "--data", str(reveal_path), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown architecture 'rnn'" in err and "smr_s4d" in err
+    assert main(["train", "--arch", "cnn", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "y")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
