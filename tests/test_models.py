@@ -82,3 +82,16 @@ def test_smr_multiplies_input_with_its_causal_convolution():
     with torch.no_grad():
         expected = u * torch.nn.functional.conv1d(torch.nn.functional.pad(u, (2, 0)), smr.conv.weight, smr.conv.bias)
         torch.testing.assert_close(smr(u), expected)
+
+
+@pytest.mark.parametrize("variant,fusion", [("smr_s4d", "mul"), ("smr_s4d-add", "add"), ("smr_s4d-none", "none")])
+def test_smr_fusion_variants(variant, fusion):
+    torch.manual_seed(3)
+    model = build_model(variant, 50, SMALL)
+    smr = model.branches["smr"].smr
+    assert smr.fusion == fusion and [n for n, _ in model.s4d_layers()] == ["branches.smr.s4d"]
+    u = torch.randn(2, 16, 7)
+    with torch.no_grad():
+        c = smr.conv(u)
+        expected = {"mul": u * c, "add": u + c, "none": c}[fusion]
+        torch.testing.assert_close(smr(u), expected)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import SsmscopeError
-from .models import ARCHITECTURES
+from .models import ARCHITECTURES, VARIANTS
 
 
 def _add_data_fields(p: argparse.ArgumentParser, defaults: bool) -> None:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d, m, t = DataConfig(), ModelConfig(), TrainConfig()
     p = sub.add_parser("train", help="train one architecture and evaluate it on the test split")
-    p.add_argument("--arch", required=True, help=f"one of: {', '.join(ARCHITECTURES)}")
+    p.add_argument("--arch", required=True, help=f"one of: {', '.join([*ARCHITECTURES, *VARIANTS])}")
     p.add_argument("--data", required=True, help="dataset file (.jsonl/.json/.csv/.parquet, optionally .gz) or ReVeal folder")
     p.add_argument("--out", required=True, help="run directory to write")
     _add_data_fields(p, defaults=True)
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--s4d-init", default=m.s4d_init, choices=("lin", "inv"))
     p.add_argument("--discretization", default=m.discretization, choices=("zoh", "bilinear"))
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--track-kernels", action="store_true", help="record the S4D kernels' spectral summary after every epoch")
 
     p = sub.add_parser("evaluate", help="score a trained run on a dataset")
     p.add_argument("--run", required=True, help="run directory written by train")
@@ -55,6 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_fields(p, defaults=False)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default=None, help="JSON file for the metrics (default RUN/evaluations/<data name>.json)")
+
+    p = sub.add_parser("analyze", help="extract and measure every S4D kernel of a trained run")
+    p.add_argument("--run", required=True, help="run directory written by train")
+    p.add_argument("--length", type=int, default=None, help="kernel length in taps (default: the run's --max-len)")
+
+    p = sub.add_parser("report", help="tabulate and plot analysed runs into report.md and report.html")
+    p.add_argument("runs", nargs="+", help="run directories (analysed with ssmscope analyze)")
+    p.add_argument("--out", required=True, help="report directory")
+
+    p = sub.add_parser("reproduce", help="the whole study: train → analyze → report for every architecture × seed")
+    p.add_argument("--data", required=True, help="dataset file or ReVeal folder")
+    p.add_argument("--out", required=True, help="study directory (runs/ and report/ inside)")
+    p.add_argument("--archs", nargs="+", default=None, help="architectures (default: the six and the SMR fusion variants)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--epochs", type=int, default=t.epochs)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--max-len", type=int, default=d.max_len)
+    p.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
+    _add_data_fields(p, defaults=True)
     return parser
 
 
@@ -66,7 +86,9 @@ def _train(args) -> None:
         data_path=str(Path(args.data).resolve()),
         data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit, normalize=args.normalize),
         model=dataclasses.replace(ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization),
-        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device),
+        train=dataclasses.replace(
+            TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, track_kernels=args.track_kernels
+        ),
     )
     metrics = train_run(config, args.out, overwrite=args.overwrite)
     print(_metrics_line("test", metrics))
@@ -86,6 +108,41 @@ def _evaluate(args) -> None:
     print(f"metrics written to {out}")
 
 
+def _analyze(args) -> None:
+    from .analysis.kernels import analyze_run
+
+    summary = analyze_run(args.run, args.length)
+    if summary["note"]:
+        print(summary["note"])
+    for layer in summary["layers"]:
+        m = layer["summary"]["mean_spectrum"]
+        print(
+            f"{layer['name']}: dominant frequency {m['dominant_frequency']:.4f} cycles/sample "
+            f"(~{m['dependency_range_tokens']:.0f} tokens), entropy {m['spectral_entropy_bits']:.3f} bits, {m['filter_type']}"
+        )
+    print(f"analysis written to {Path(args.run) / 'analysis'}")
+
+
+def _report(args) -> None:
+    from .report.render import write_report
+
+    print(f"report written to {write_report(args.runs, args.out)}")
+
+
+def _reproduce(args) -> None:
+    from .pipeline import STUDY_ARCHS, format_table, reproduce
+
+    base = RunConfig(
+        arch="s4d",
+        data_path=str(Path(args.data).resolve()),
+        data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit),
+        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device),
+    )
+    rows, report = reproduce(base, args.out, args.archs or STUDY_ARCHS, args.seeds)
+    print(format_table(rows))
+    print(f"report: {report}")
+
+
 def _stem(path: str) -> str:
     name = Path(path).name
     for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
@@ -99,7 +156,7 @@ def _metrics_line(label: str, m: dict) -> str:
     return f"{label}: " + "  ".join(parts) + f"  confusion [[tn fp] [fn tp]] {m['confusion_matrix']}"
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ class ModelConfig:
     num_filters: int = 128  # output channels of each convolution branch
     kernel_sizes: tuple[int, ...] = (3, 5, 7)  # one branch per size (cnn, depthwise, *_s4d)
     smr_kernel_size: int = 3  # the short causal convolution of State Memory Replay
+    smr_fusion: str = "mul"  # mul (SMR) | add | none: the ablation of SMR's fusion
     d_state: int = 64  # N of every S4D (N/2 complex conjugate-pair modes)
     s4d_init: str = "lin"  # lin | inv
     discretization: str = "zoh"  # zoh | bilinear
@@ -50,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     bucket_chunk_batches: int = 50  # length grouping: sort within chunks of this many batches
+    track_kernels: bool = False  # record every S4D layer's spectral summary after each epoch
 
 
 @dataclass(frozen=True)

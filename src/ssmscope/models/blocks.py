@@ -41,15 +41,28 @@ class DepthwiseSeparableConv1d(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
+SMR_FUSIONS = ("mul", "add", "none")
+
+
 class StateMemoryReplay(nn.Module):
     """SMR: u ⊙ Conv1d(u), a short causal convolution of the input multiplied element-wise with it.
 
     The convolution mixes channels (d_model → d_model) over the last ``kernel_size`` positions.
+    ``fusion`` selects how it meets the input, for the ablation the study suggests:
+    "mul" u ⊙ conv(u) (SMR proper), "add" u + conv(u), "none" conv(u) alone.
     """
 
-    def __init__(self, d_model: int, kernel_size: int = 3):
+    def __init__(self, d_model: int, kernel_size: int = 3, fusion: str = "mul"):
         super().__init__()
+        if fusion not in SMR_FUSIONS:
+            raise ValueError(f"SMR fusion must be one of {SMR_FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
         self.conv = SamePadConv1d(d_model, d_model, kernel_size, causal=True)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, H, L) -> (B, H, L)
-        return u * self.conv(u)
+        c = self.conv(u)
+        if self.fusion == "mul":
+            return u * c
+        if self.fusion == "add":
+            return u + c
+        return c

@@ -14,12 +14,15 @@ Architectures differ only in their branches:
     depthwise_s4d  per kernel size: DepthwiseSeparableConv1d(E→F, k) → S4D(F)
     smr_s4d        StateMemoryReplay(E) → S4D(E)
 
+Variants for the SMR fusion ablation: ``smr_s4d-add`` (u + conv(u)) and ``smr_s4d-none`` (conv(u)).
+
 Branches live in a ModuleDict named by what they are (``conv3``, ``s4d``, ``smr``), so every S4D
 has a readable place, e.g. ``branches.conv5.s4d``; :meth:`DetectorModel.s4d_layers` lists them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 
 import torch
@@ -100,7 +103,7 @@ def _depthwise_s4d(cfg):
 
 
 def _smr_s4d(cfg):
-    return {"smr": _then(smr=StateMemoryReplay(cfg.embed_dim, cfg.smr_kernel_size), s4d=_s4d(cfg.embed_dim, cfg))}
+    return {"smr": _then(smr=StateMemoryReplay(cfg.embed_dim, cfg.smr_kernel_size, cfg.smr_fusion), s4d=_s4d(cfg.embed_dim, cfg))}
 
 
 ARCHITECTURES = {
@@ -113,6 +116,23 @@ ARCHITECTURES = {
 }
 
 
+# Variants of the six for ablations: name → (base architecture, ModelConfig fields it fixes).
+VARIANTS = {
+    "smr_s4d-add": ("smr_s4d", {"smr_fusion": "add"}),
+    "smr_s4d-none": ("smr_s4d", {"smr_fusion": "none"}),
+}
+
+
+def resolve_arch(arch: str, cfg: ModelConfig) -> tuple[str, ModelConfig]:
+    """The base architecture of ``arch`` and the ModelConfig with the variant's fields applied."""
+    if arch in ARCHITECTURES:
+        return arch, cfg
+    if arch in VARIANTS:
+        base, fields = VARIANTS[arch]
+        return base, dataclasses.replace(cfg, **fields)
+    raise SsmscopeError(f"arch: unknown architecture {arch!r}; known: {', '.join([*ARCHITECTURES, *VARIANTS])}")
+
+
 def _out_channels(block: nn.Module) -> int:
     last = block[-1] if isinstance(block, nn.Sequential) else block
     if isinstance(last, S4D):
@@ -123,12 +143,10 @@ def _out_channels(block: nn.Module) -> int:
 
 
 def build_model(arch: str, vocab_size: int, cfg: ModelConfig | None = None, **overrides) -> DetectorModel:
-    """Build one of the six detectors by registry name; ``overrides`` replace ModelConfig fields."""
-    if arch not in ARCHITECTURES:
-        raise SsmscopeError(f"arch: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-    cfg = cfg or ModelConfig()
-    if overrides:
-        cfg = ModelConfig(**{**cfg.__dict__, **overrides})
+    """Build a detector by registry name (one of the six, or a variant such as ``smr_s4d-add``);
+    ``overrides`` replace ModelConfig fields."""
+    cfg = dataclasses.replace(cfg or ModelConfig(), **overrides)
+    arch, cfg = resolve_arch(arch, cfg)
     branches = ARCHITECTURES[arch](cfg)
     widths = {name: _out_channels(block) for name, block in branches.items()}
     return DetectorModel(vocab_size, cfg.embed_dim, branches, widths, cfg.dropout)

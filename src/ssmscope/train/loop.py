@@ -30,7 +30,7 @@ from .. import __version__
 from ..config import DataConfig, ModelConfig, RunConfig
 from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
 from ..errors import SsmscopeError
-from ..models import ARCHITECTURES, build_model
+from ..models import build_model, resolve_arch
 from .checkpoint import append_jsonl, load_model_file, save_model, write_json
 from .metrics import binary_metrics
 from .progress import ProgressBar
@@ -50,9 +50,8 @@ def resolve_device(name: str) -> torch.device:
 
 def validate(config: RunConfig) -> None:
     """Settings that cannot work, reported before anything is read or written."""
-    if config.arch not in ARCHITECTURES:
-        raise SsmscopeError(f"--arch: unknown architecture {config.arch!r}; known: {', '.join(ARCHITECTURES)}")
-    t, d, m = config.train, config.data, config.model
+    _, m = resolve_arch(config.arch, config.model)
+    t, d = config.train, config.data
     checks = [
         (t.epochs >= 1, f"--epochs must be at least 1, got {t.epochs}"),
         (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
@@ -143,6 +142,14 @@ def train_epoch(model, optimizer, loss_fn, split: EncodedSplit, config: RunConfi
     return total / count
 
 
+def kernel_snapshot(model: nn.Module, length: int) -> list[dict]:
+    """Spectral summary of every kernel layer now: mean-spectrum metrics and channel quartiles."""
+    from ..analysis.kernels import analyze_kernels, extract_kernels
+
+    layers = analyze_kernels(extract_kernels(model, length))
+    return [{"name": l["name"], "mean_spectrum": l["summary"]["mean_spectrum"], "channels": l["summary"]["channels"]} for l in layers]
+
+
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     existing = [name for name in RUN_FILES if (out_dir / name).exists()]
     if existing and not overwrite:
@@ -187,7 +194,10 @@ def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, l
         seconds = time.perf_counter() - start
         if not np.isfinite(train_loss):
             raise SsmscopeError(f"epoch {epoch}: the training loss is not finite; lower --lr (the best checkpoint so far is kept)")
-        append_jsonl(out_dir / "metrics.jsonl", {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid})
+        record = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid}
+        if config.train.track_kernels:
+            record["kernels"] = kernel_snapshot(model, config.data.max_len)
+        append_jsonl(out_dir / "metrics.jsonl", record)
         improved = valid["f1"] > best_f1
         if improved:
             best_f1, best_epoch = valid["f1"], epoch

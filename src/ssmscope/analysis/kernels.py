@@ -1,0 +1,106 @@
+"""Kernels out of trained models, and the ``analyze`` step of a run.
+
+Analysis knows a model through one contract only: a submodule with a ``kernel(L)`` method that
+returns the real convolution kernel (H, L). Every S4D satisfies it; a new SSM layer that does is
+analysed without changes here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import SsmscopeError
+from . import spectral
+from .metrics import summarize_layer
+
+
+def kernel_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(dotted name, module) of every submodule that exposes ``kernel(L)``, in definition order."""
+    return [(name, m) for name, m in model.named_modules() if name and callable(getattr(m, "kernel", None))]
+
+
+@torch.no_grad()
+def extract_kernels(model: nn.Module, length: int) -> dict[str, np.ndarray]:
+    """{layer name: kernel bank (H, length) float64} for every kernel module of ``model``."""
+    return {name: m.kernel(length).detach().double().cpu().numpy() for name, m in kernel_modules(model)}
+
+
+def analyze_kernels(kernels: dict[str, np.ndarray], nfft: int | None = None) -> list[dict]:
+    """[{"name", "summary", "channels": [metrics dict per channel]}] for a dict of kernel banks."""
+    layers = []
+    for name, bank in kernels.items():
+        summary, channels = summarize_layer(bank, nfft)
+        layers.append({"name": name, "summary": summary, "channels": [c.to_dict() for c in channels]})
+    return layers
+
+
+def summarize_model(kernels: dict[str, np.ndarray], nfft: int | None = None) -> dict | None:
+    """One reading for a whole model: every channel of every kernel layer pooled (they share L).
+
+    {"summary": as summarize_layer, "spectrum": {"frequency", "power"}} with the mean normalised
+    spectrum over all channels (what the report overlays), or None without kernel layers.
+    """
+    if not kernels:
+        return None
+    bank = np.concatenate(list(kernels.values()), axis=0)  # (ΣH, L)
+    summary, _ = summarize_layer(bank, nfft)
+    freqs, power = spectral.power_spectrum(bank, nfft)
+    mean_p = spectral.normalize(power).mean(axis=0)
+    return {"summary": summary, "spectrum": {"frequency": freqs.tolist(), "power": mean_p.tolist()}}
+
+
+def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = True) -> dict:
+    """Extract, measure and plot every kernel of a finished run into RUN_DIR/analysis/.
+
+    Writes kernels.npz (one (H, L) array per layer, named by its place in the model),
+    summary.json and, with ``figures``, PNG and SVG figures. Returns the summary.
+    """
+    from ..train.checkpoint import write_json
+    from ..train.loop import load_run
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():
+        raise SsmscopeError(f"{run_dir}: the run has not finished (no metrics.json); finish or resume training before analysing it")
+    config, _, model = load_run(run_dir)
+    length = length or config.data.max_len
+    if length < 2:
+        raise SsmscopeError(f"--length must be at least 2 taps, got {length}")
+    kernels = extract_kernels(model, length)
+    out = run_dir / "analysis"
+    out.mkdir(exist_ok=True)
+    summary = {
+        "run": str(run_dir),
+        "arch": config.arch,
+        "length": length,
+        "layers": analyze_kernels(kernels),
+        "model": summarize_model(kernels),
+        "note": None if kernels else f"{config.arch} has no SSM layer: there is no kernel to analyse",
+    }
+    tracked = _tracked_epochs(run_dir)
+    if tracked:
+        summary["epochs"] = tracked
+    np.savez(out / "kernels.npz", **kernels)
+    write_json(out / "summary.json", summary)
+    if figures and kernels:
+        from ..report.plots import plot_layer, plot_training_spectra
+
+        for name, bank in kernels.items():
+            layer = next(l for l in summary["layers"] if l["name"] == name)
+            plot_layer(bank, layer, out, title=f"{config.arch}: {name}")
+        if tracked:
+            plot_training_spectra(tracked, out)
+    return summary
+
+
+def _tracked_epochs(run_dir: Path) -> list[dict]:
+    """Per-epoch kernel summaries recorded by ``train --track-kernels`` (empty if none)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{"epoch": r["epoch"], "layers": r["kernels"]} for r in rows if r.get("kernels")]

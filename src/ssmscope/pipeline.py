@@ -1,0 +1,66 @@
+"""The whole study in one call: train every architecture × seed, analyse each run, write the report.
+
+Runs live in ``OUT/runs/<arch>-seed<seed>/``, the report in ``OUT/report/``. Re-running skips every
+run whose metrics.json exists with the same configuration (and every analysis already written),
+so an interrupted study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable
+
+from .analysis.kernels import analyze_run
+from .config import RunConfig
+from .errors import SsmscopeError
+from .models import ARCHITECTURES, VARIANTS
+from .report.render import table_rows, load_run_record, write_report, COLUMNS
+from .train.loop import train_run
+
+STUDY_ARCHS = (*ARCHITECTURES, *VARIANTS)  # the six + the SMR fusion ablation
+
+
+def run_dir_for(out: Path, arch: str, seed: int) -> Path:
+    return Path(out) / "runs" / f"{arch}-seed{seed}"
+
+
+def _finished_with(run_dir: Path, config: RunConfig) -> bool:
+    """True if run_dir holds a finished run of exactly ``config``; a different finished run is an error."""
+    if not (run_dir / "metrics.json").is_file():
+        return False
+    stored = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    if stored != config:
+        raise SsmscopeError(f"{run_dir}: holds a finished run with other settings; use another --out for a different study")
+    return True
+
+
+def reproduce(
+    base: RunConfig, out: str | Path, archs=STUDY_ARCHS, seeds=(0,), log: Callable[[str], None] = print
+) -> tuple[list[dict], Path]:
+    """Train, analyse and report every arch × seed of ``base``; returns the table rows and report.html."""
+    out = Path(out)
+    run_dirs = []
+    for arch in archs:
+        for seed in seeds:
+            config = dataclasses.replace(base, arch=arch, train=dataclasses.replace(base.train, seed=seed))
+            run_dir = run_dir_for(out, arch, seed)
+            if _finished_with(run_dir, config):
+                log(f"{arch} seed {seed}: finished before, skipped")
+            else:
+                log(f"{arch} seed {seed}: training → {run_dir}")
+                train_run(config, run_dir, overwrite=True, log=lambda s: log("  " + s))
+            if not (run_dir / "analysis" / "summary.json").is_file():
+                analyze_run(run_dir)
+            run_dirs.append(run_dir)
+    report = write_report(run_dirs, out / "report")
+    return table_rows([load_run_record(d) for d in run_dirs]), report
+
+
+def format_table(rows: list[dict]) -> str:
+    """The report's table as aligned plain text for a terminal."""
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS) for r in rows]
+    return "\n".join(lines)

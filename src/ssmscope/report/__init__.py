@@ -1,0 +1,1 @@
+"""Report: figures and the rendered study report."""

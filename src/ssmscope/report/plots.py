@@ -1,0 +1,114 @@
+"""Figures of kernels and their spectra (matplotlib, Agg backend; PNG and SVG).
+
+Plotting only draws: every number shown comes from ``ssmscope.analysis``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..analysis import spectral  # noqa: E402
+
+FORMATS = ("png", "svg")
+
+
+def slug(name: str) -> str:
+    return name.replace(".", "_").replace("/", "_") or "layer"
+
+
+def _save(fig, path_stem: Path) -> list[Path]:
+    paths = []
+    for ext in FORMATS:
+        path = path_stem.with_suffix(f".{ext}")
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def plot_layer(bank: np.ndarray, layer: dict, out_dir: Path, title: str) -> list[Path]:
+    """Four figures for one kernel bank (H, L): time, spectrum, heat map, histograms."""
+    stem = Path(out_dir) / slug(layer["name"])
+    channels = layer["channels"]
+    dominant = np.array([c["dominant_frequency"] for c in channels])
+    entropy = np.array([c["spectral_entropy_bits"] for c in channels])
+    energy_90 = np.array([c["energy_length_90"] for c in channels])
+    freqs, power = spectral.power_spectrum(bank)
+    p = spectral.normalize(power)  # (H, bins)
+    paths = []
+
+    # Time domain: representative kernels (channels at the quantiles of dominant frequency) + envelope.
+    shown = int(min(bank.shape[1], max(32, 2 * np.percentile(energy_90, 90))))
+    lags = np.arange(shown)
+    order = np.argsort(dominant, kind="stable")
+    picks = order[np.unique(np.linspace(0, len(order) - 1, 4).round().astype(int))]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for h in picks:
+        top.plot(lags, bank[h, :shown], lw=1, label=f"ch {h}: f_dom {dominant[h]:.3f}")
+    top.set_ylabel("K[l]")
+    top.legend(fontsize=8)
+    top.set_title(f"{title}: representative kernels")
+    magnitude = np.abs(bank[:, :shown]) / np.abs(bank).max(axis=1, keepdims=True)
+    q1, med, q3 = np.percentile(magnitude, [25, 50, 75], axis=0)
+    bottom.fill_between(lags, q1, q3, alpha=0.3, label="inter-quartile range")
+    bottom.plot(lags, med, label="median over channels")
+    bottom.set_xlabel("lag l (tokens)")
+    bottom.set_ylabel("|K[l]| / max |K|")
+    bottom.legend(fontsize=8)
+    paths += _save(fig, stem.with_name(stem.name + "_time"))
+
+    # Mean normalised power spectrum with its inter-quartile band.
+    fig, ax = plt.subplots(figsize=(8, 4))
+    q1, q3 = np.percentile(p, [25, 75], axis=0)
+    ax.fill_between(freqs, q1, q3, alpha=0.3, label="inter-quartile range over channels")
+    ax.plot(freqs, p.mean(axis=0), label="mean over channels")
+    ax.set_yscale("log")
+    ax.set_xlabel("frequency (cycles/sample)")
+    ax.set_ylabel("normalised power")
+    ax.set_title(f"{title}: power spectrum")
+    ax.legend(fontsize=8)
+    paths += _save(fig, stem.with_name(stem.name + "_spectrum"))
+
+    # Heat map: every channel's spectrum in dB, channels sorted by dominant frequency.
+    fig, ax = plt.subplots(figsize=(8, 5))
+    image = ax.imshow(10 * np.log10(p[order] + 1e-300), aspect="auto", origin="lower", extent=(0, 0.5, 0, len(order)), cmap="viridis", vmin=-60)
+    fig.colorbar(image, ax=ax, label="normalised power (dB)")
+    ax.set_xlabel("frequency (cycles/sample)")
+    ax.set_ylabel("channel (sorted by dominant frequency)")
+    ax.set_title(f"{title}: spectra of all channels")
+    paths += _save(fig, stem.with_name(stem.name + "_heatmap"))
+
+    # Histograms over channels.
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.hist(dominant, bins=30)
+    left.set_xlabel("dominant frequency (cycles/sample)")
+    left.set_ylabel("channels")
+    right.hist(entropy, bins=30)
+    right.set_xlabel("spectral entropy (bits)")
+    fig.suptitle(title)
+    paths += _save(fig, stem.with_name(stem.name + "_histograms"))
+    return paths
+
+
+def plot_training_spectra(epochs: list[dict], out_dir: Path) -> list[Path]:
+    """Dominant frequency and spectral entropy of each layer's mean spectrum against epoch."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    names = [layer["name"] for layer in epochs[0]["layers"]]
+    for name in names:
+        xs = [e["epoch"] for e in epochs]
+        rows = [next(l for l in e["layers"] if l["name"] == name)["mean_spectrum"] for e in epochs]
+        left.plot(xs, [r["dominant_frequency"] for r in rows], marker="o", label=name)
+        right.plot(xs, [r["spectral_entropy_bits"] for r in rows], marker="o", label=name)
+    left.set_xlabel("epoch")
+    left.set_ylabel("dominant frequency (cycles/sample)")
+    right.set_xlabel("epoch")
+    right.set_ylabel("spectral entropy (bits)")
+    left.legend(fontsize=8)
+    fig.suptitle("kernel spectra during training")
+    return _save(fig, Path(out_dir) / "training_spectra")
