@@ -101,19 +101,20 @@ def test_analyze_refuses_an_unfinished_run(trained, tmp_path):
 
 
 def test_track_kernels_records_every_epoch_and_analyze_plots_them(trained):
-    lines = [json.loads(l) for l in (trained["s4d"] / "metrics.jsonl").read_text().splitlines()]
-    assert [l["kernels"][0]["name"] for l in lines] == ["branches.s4d", "branches.s4d"]
+    lines = [json.loads(l) for l in (trained["s4d"] / "kernels.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [0, 1, 2] and {l["layers"][0]["name"] for l in lines} == {"branches.s4d"}
     _, _, model = load_run(trained["s4d"])
     best = json.loads((trained["s4d"] / "metrics.json").read_text())["best_epoch"]
     from ssmscope.analysis import summarize_layer
 
     with torch.no_grad():
         expected, _ = summarize_layer(model.branches["s4d"].kernel(64).double().numpy())
-    recorded = lines[best - 1]["kernels"][0]["mean_spectrum"]
+    recorded = lines[best]["layers"][0]["mean_spectrum"]
     assert recorded["dominant_frequency"] == pytest.approx(expected["mean_spectrum"]["dominant_frequency"])
     assert recorded["spectral_entropy_bits"] == pytest.approx(expected["mean_spectrum"]["spectral_entropy_bits"], rel=1e-5)
-    analyze_run(trained["s4d"])
+    assert analyze_run(trained["s4d"])["epochs"] == lines
     assert (trained["s4d"] / "analysis" / "training_spectra.png").is_file()
+    assert not (trained["conv_s4d"] / "kernels.jsonl").exists()  # only with --track-kernels
 
 
 class _TextCollector(HTMLParser):

@@ -99,8 +99,7 @@ def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = 
 
 def _tracked_epochs(run_dir: Path) -> list[dict]:
     """Per-epoch kernel summaries recorded by ``train --track-kernels`` (empty if none)."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / "kernels.jsonl"
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [{"epoch": r["epoch"], "layers": r["kernels"]} for r in rows if r.get("kernels")]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

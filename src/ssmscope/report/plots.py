@@ -97,7 +97,7 @@ def plot_layer(bank: np.ndarray, layer: dict, out_dir: Path, title: str) -> list
 
 
 def plot_training_spectra(epochs: list[dict], out_dir: Path) -> list[Path]:
-    """Dominant frequency and spectral entropy of each layer's mean spectrum against epoch."""
+    """Dominant frequency and spectral entropy of each layer's mean spectrum against epoch (0: initialisation)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     names = [layer["name"] for layer in epochs[0]["layers"]]
     for name in names:

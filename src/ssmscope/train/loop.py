@@ -8,6 +8,7 @@ once on the test split. Everything lands in the run directory:
     config.json    the RunConfig (rebuilds the run) + library versions
     splits.json    de-duplication counts and each split as record indices into the source
     metrics.jsonl  one line per epoch: train loss, validation metrics, seconds
+    kernels.jsonl  with --track-kernels: every kernel layer's spectral summary, epoch 0 (initial) to E
     metrics.json   test metrics of the best epoch (+ best_epoch)
     model.pt       best weights, vocabulary, config (torch.load(..., weights_only=True))
 """
@@ -35,7 +36,7 @@ from .checkpoint import append_jsonl, load_model_file, save_model, write_json
 from .metrics import binary_metrics
 from .progress import ProgressBar
 
-RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt")
+RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt", "kernels.jsonl")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -186,6 +187,8 @@ def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, l
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     log(f"model: {config.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}, pos_weight {pos_weight.item():.3f}")
 
+    if config.train.track_kernels:  # epoch 0: the kernels as initialised, before any update
+        append_jsonl(out_dir / "kernels.jsonl", {"epoch": 0, "layers": kernel_snapshot(model, config.data.max_len)})
     best_f1, best_epoch, best_state = -1.0, 0, None
     for epoch in range(1, config.train.epochs + 1):
         start = time.perf_counter()
@@ -194,10 +197,9 @@ def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, l
         seconds = time.perf_counter() - start
         if not np.isfinite(train_loss):
             raise SsmscopeError(f"epoch {epoch}: the training loss is not finite; lower --lr (the best checkpoint so far is kept)")
-        record = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid}
+        append_jsonl(out_dir / "metrics.jsonl", {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid})
         if config.train.track_kernels:
-            record["kernels"] = kernel_snapshot(model, config.data.max_len)
-        append_jsonl(out_dir / "metrics.jsonl", record)
+            append_jsonl(out_dir / "kernels.jsonl", {"epoch": epoch, "layers": kernel_snapshot(model, config.data.max_len)})
         improved = valid["f1"] > best_f1
         if improved:
             best_f1, best_epoch = valid["f1"], epoch
