@@ -61,6 +61,47 @@ def test_every_format_reads_the_same_records(tmp_path):
         assert got == expected, name
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv", "parquet"])
+def test_bad_label_is_named_in_every_format(tmp_path, fmt):
+    rows = [{"code": "a;", "label": "0"}, {"code": "b;", "label": "maybe"}]
+    path = tmp_path / f"bad.{fmt}"
+    if fmt == "json":
+        path.write_text(json.dumps(rows))
+        where = r"bad\.json: item 1"
+    elif fmt == "csv":
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["code", "label"])
+            w.writeheader()
+            w.writerows(rows)
+        where = r"bad\.csv:3"
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        where = r"bad\.parquet: row 1"
+    with pytest.raises(SsmscopeError, match=where + r": label field 'label' is 'maybe'"):
+        load_dataset(path)
+
+
+def test_gzipped_parquet_upper_case_suffix_and_byte_order_mark(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    plain = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist(ROWS), plain)
+    packed = tmp_path / "d.parquet.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    upper = tmp_path / "D.JSONL.GZ"
+    upper.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in ROWS).encode()))
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfcode,label\nint a;,1\n")
+    expected = sorted((r["code"], r["label"]) for r in ROWS)
+    assert sorted((r.code, r.label) for r in load_dataset(packed)) == expected
+    assert sorted((r.code, r.label) for r in load_dataset(upper)) == expected
+    assert [(r.code, r.label) for r in load_dataset(bom)] == [("int a;", 1)]
+
+
 def test_custom_field_names(tmp_path):
     p = tmp_path / "x.jsonl"
     p.write_text(json.dumps({"func": "int a;", "target": "1"}) + "\n" + json.dumps({"func": "int b;", "target": False}) + "\n")
@@ -210,6 +251,22 @@ def test_length_grouped_batches_cover_every_index_once_and_cut_padding():
     random_batches = [rng.permutation(5000)[i : i + 64] for i in range(0, 5000, 64)]
     assert padded_tokens(batches) < 0.6 * padded_tokens(random_batches)
     assert sorted(np.concatenate(sorted_batches(lengths, 64)).tolist()) == list(range(5000))
+
+
+def test_progress_bar_draws_only_on_a_terminal():
+    import io
+
+    from ssmscope.train.progress import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, draws in ((io.StringIO(), False), (Terminal(), True)):
+        with ProgressBar(3, "epoch 1", stream=stream) as bar:
+            for _ in range(3):
+                bar.update(loss=0.5)
+        assert ("3/3" in stream.getvalue()) is draws and (stream.getvalue() == "") is not draws
 
 
 def test_collate_pads_with_pad_id():

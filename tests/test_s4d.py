@@ -109,9 +109,10 @@ def test_impulse_response_is_kernel_plus_skip():
     torch.testing.assert_close(response, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_gradients_reach_every_parameter():
+@pytest.mark.parametrize("init,disc", VARIANTS)
+def test_gradients_reach_every_parameter(init, disc):
     torch.manual_seed(5)
-    layer = S4D(4, d_state=8)
+    layer = S4D(4, d_state=8, init=init, discretization=disc)
     layer(torch.randn(2, 4, 16)).pow(2).sum().backward()
     for name, p in layer.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name

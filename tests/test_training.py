@@ -16,7 +16,8 @@ from ssmscope.cli import main
 from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ssmscope.errors import SsmscopeError
 from ssmscope.models import ARCHITECTURES
-from ssmscope.train import METRIC_KEYS, train_run
+from ssmscope.data import lex
+from ssmscope.train import METRIC_KEYS, evaluate_run, prepare_data, train_run
 
 pytestmark = pytest.mark.reveal
 
@@ -88,13 +89,52 @@ def test_evaluate_reproduces_test_metrics_through_a_second_path(runs, reveal_pat
     assert "f1_weighted" in capsys.readouterr().out
 
 
-def test_best_epoch_is_the_best_validation_f1(reveal_path, tmp_path):
+def _write_split(reveal_path, run_dir, split, path):
+    ids = set(json.loads((run_dir / "splits.json").read_text())[split])
+    with gzip.open(reveal_path, "rt") as f:
+        path.write_text("".join(line for i, line in enumerate(f) if i in ids))
+    return path
+
+
+def test_best_epoch_weights_are_the_ones_tested(reveal_path, tmp_path):
+    """model.pt holds the epoch with the best validation F1: re-scoring it on valid gives that
+    epoch's logged validation metrics, and on test the run's test metrics."""
     run_dir = tmp_path / "run"
-    metrics = train_run(dataclasses.replace(small_config("cnn", reveal_path), train=TrainConfig(epochs=3)), run_dir, log=lambda s: None)
+    metrics = train_run(dataclasses.replace(small_config("cnn", reveal_path), train=TrainConfig(epochs=4)), run_dir, log=lambda s: None)
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     f1s = [e["valid"]["f1"] for e in epochs]
-    assert len(f1s) == 3 and metrics["best_epoch"] == 1 + int(np.argmax(f1s))  # first maximum wins ties
-    assert torch.load(run_dir / "model.pt", weights_only=True)["epoch"] == metrics["best_epoch"]
+    assert len(f1s) == 4 and metrics["best_epoch"] == 1 + int(np.argmax(f1s))  # first maximum wins ties
+    valid = evaluate_run(run_dir, _write_split(reveal_path, run_dir, "valid", tmp_path / "valid.jsonl"), device="cpu")
+    assert valid["confusion_matrix"] == epochs[metrics["best_epoch"] - 1]["valid"]["confusion_matrix"]
+    assert valid["roc_auc"] == pytest.approx(epochs[metrics["best_epoch"] - 1]["valid"]["roc_auc"], abs=1e-9)
+    test = evaluate_run(run_dir, _write_split(reveal_path, run_dir, "test", tmp_path / "test.jsonl"), device="cpu")
+    assert test["confusion_matrix"] == metrics["confusion_matrix"] and test["pr_auc"] == pytest.approx(metrics["pr_auc"], abs=1e-9)
+
+
+def test_truncation_is_counted_and_vocabulary_comes_from_train_only(tmp_path):
+    rows = [{"code": f"int f{i}(void) {{ return {1000 + i}" + " + 1" * (i % 7) + "; }", "label": int(i % 4 == 0)} for i in range(200)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = RunConfig("cnn", str(data), DataConfig(max_len=20, min_count=1), ModelConfig(kernel_sizes=(3,)), TrainConfig())
+    prepared = prepare_data(config)
+    for name, split in prepared.splits.items():
+        expected = sum(len(lex(rows[i]["code"])) > 20 for i in prepared.indices[name])
+        assert split.truncated == expected == prepared.counts[f"{name}_truncated"] and max(split.lengths) <= 20
+    assert prepared.counts["train_truncated"] > 0
+    literal = {name: {str(1000 + i) for i in ids} for name, ids in prepared.indices.items()}
+    assert literal["train"] <= set(prepared.vocab.tokens)
+    assert not (literal["valid"] | literal["test"]) & set(prepared.vocab.tokens)
+
+
+def test_overwrite_removes_results_derived_from_the_old_model(runs, reveal_path, tmp_path):
+    from ssmscope.analysis.kernels import analyze_run
+
+    run_dir = tmp_path / "run"
+    train_run(small_config("s4d", reveal_path), run_dir, log=lambda s: None)
+    analyze_run(run_dir, figures=False)
+    assert (run_dir / "analysis" / "summary.json").exists()
+    train_run(small_config("s4d", reveal_path), run_dir, overwrite=True, log=lambda s: None)
+    assert not (run_dir / "analysis").exists() and (run_dir / "metrics.json").exists()
 
 
 def test_same_seed_same_metrics(reveal_path, tmp_path):

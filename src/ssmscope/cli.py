@@ -136,7 +136,7 @@ def _reproduce(args) -> None:
         arch="s4d",
         data_path=str(Path(args.data).resolve()),
         data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit),
-        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device),
+        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device, track_kernels=True),
     )
     rows, report = reproduce(base, args.out, args.archs or STUDY_ARCHS, args.seeds)
     print(format_table(rows))

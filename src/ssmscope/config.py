@@ -14,6 +14,7 @@ from typing import Any
 from .errors import SsmscopeError
 
 NORMALIZE_MODES = ("none", "identifiers", "full")
+DECISION_THRESHOLD = 0.5  # probability above which a function is predicted vulnerable (logit > 0)
 
 
 @dataclass(frozen=True)

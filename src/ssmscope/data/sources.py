@@ -91,9 +91,14 @@ def _to_record(index: int, where: str, row, code_field: str, label_field: str) -
     return Record(index, code, parse_label(row[label_field], where, label_field), where)
 
 
+def _is_gzip(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
+
+
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    """UTF-8 text (a leading byte-order mark is skipped), gunzipped if the name ends in .gz."""
+    raw = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
 def _format_of(path: Path) -> str:
@@ -164,7 +169,7 @@ def _read_csv(path: Path):
 def _read_parquet(path: Path):
     import pyarrow.parquet as pq
 
-    source = io.BytesIO(gzip.open(path).read()) if path.suffix == ".gz" else path
+    source = io.BytesIO(gzip.open(path).read()) if _is_gzip(path) else path
     try:
         table = pq.read_table(source)
     except Exception as e:  # pyarrow raises several types for a broken file

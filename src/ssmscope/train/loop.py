@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from .metrics import binary_metrics
 from .progress import ProgressBar
 
 RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt", "kernels.jsonl")
+DERIVED_DIRS = ("analysis", "evaluations")  # made from model.pt; stale once the run is retrained
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,7 +59,7 @@ def validate(config: RunConfig) -> None:
         (t.epochs >= 1, f"--epochs must be at least 1, got {t.epochs}"),
         (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
         (t.lr > 0, f"--lr must be positive, got {t.lr}"),
-        (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes)})"),
+        (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes + (m.smr_kernel_size,))})"),
         (d.limit is None or d.limit >= 10, f"--limit must be at least 10, got {d.limit}"),
         (m.d_state >= 2 and m.d_state % 2 == 0, f"d_state must be an even number >= 2, got {m.d_state}"),
     ]
@@ -117,7 +119,7 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, device: torc
     for idx in sorted_batches(split.lengths, batch_size):
         tokens, lengths = collate(split.sequences, idx)
         logits = model(tokens.to(device), lengths.to(device))  # (B,)
-        probabilities[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+        probabilities[idx] = torch.sigmoid(logits.double()).cpu().numpy()  # float64: no ties from saturation
     return probabilities
 
 
@@ -158,6 +160,8 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in existing:
         (out_dir / name).unlink()
+    for name in DERIVED_DIRS:
+        shutil.rmtree(out_dir / name, ignore_errors=True)
 
 
 def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
@@ -196,7 +200,10 @@ def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, l
         valid = binary_metrics(data.splits["valid"].labels, predict(model, data.splits["valid"], config.train.batch_size, device))
         seconds = time.perf_counter() - start
         if not np.isfinite(train_loss):
-            raise SsmscopeError(f"epoch {epoch}: the training loss is not finite; lower --lr (the best checkpoint so far is kept)")
+            raise SsmscopeError(
+                f"epoch {epoch}: the training loss is not finite; lower --lr "
+                "(model.pt keeps the best epoch so far; no test metrics were written)"
+            )
         append_jsonl(out_dir / "metrics.jsonl", {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid})
         if config.train.track_kernels:
             append_jsonl(out_dir / "kernels.jsonl", {"epoch": epoch, "layers": kernel_snapshot(model, config.data.max_len)})

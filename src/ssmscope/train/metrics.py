@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from ..config import DECISION_THRESHOLD
+
 METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "mcc", "confusion_matrix")
 
 
@@ -64,7 +66,7 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
 
 
-def binary_metrics(labels, scores, threshold: float = 0.5) -> dict:
+def binary_metrics(labels, scores, threshold: float = DECISION_THRESHOLD) -> dict:
     """Every metric in METRIC_KEYS from true labels (0/1) and predicted probabilities of label 1."""
     labels = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
