@@ -149,6 +149,15 @@ def test_report_escapes_data_derived_text(trained, tmp_path):
     assert "| cnn | 1 |" in md and "no SSM kernel" in md
 
 
+def test_tracking_kernels_does_not_change_training(tiny_data, tmp_path):
+    plain = train_run(tiny_config("smr_s4d", tiny_data), tmp_path / "plain", log=lambda s: None)
+    tracked = train_run(tiny_config("smr_s4d", tiny_data, track_kernels=True), tmp_path / "tracked", log=lambda s: None)
+    assert plain == tracked
+    a = torch.load(tmp_path / "plain" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "tracked" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
     base = tiny_config("s4d", tiny_data)
     rows, report = reproduce(base, tmp_path, archs=["s4d", "smr_s4d-none"], seeds=[0, 1], log=lambda s: None)

@@ -26,12 +26,20 @@ def run_dir_for(out: Path, arch: str, seed: int) -> Path:
     return Path(out) / "runs" / f"{arch}-seed{seed}"
 
 
+def _same_experiment(a: RunConfig, b: RunConfig) -> bool:
+    """Equal up to settings that do not change what is trained: where it ran and whether kernels were tracked."""
+    def key(c: RunConfig) -> RunConfig:
+        return dataclasses.replace(c, train=dataclasses.replace(c.train, device="auto", track_kernels=False))
+
+    return key(a) == key(b)
+
+
 def _finished_with(run_dir: Path, config: RunConfig) -> bool:
-    """True if run_dir holds a finished run of exactly ``config``; a different finished run is an error."""
+    """True if run_dir holds a finished run of ``config``; a different finished run is an error."""
     if not (run_dir / "metrics.json").is_file():
         return False
     stored = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    if stored != config:
+    if not _same_experiment(stored, config):
         raise SsmscopeError(f"{run_dir}: holds a finished run with other settings; use another --out for a different study")
     return True
 
