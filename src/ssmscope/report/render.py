@@ -47,8 +47,14 @@ def load_run_record(run_dir: str | Path) -> RunRecord:
     config = json.loads((run_dir / "config.json").read_text())
     summary_path = run_dir / "analysis" / "summary.json"
     analysis = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    figures = sorted((run_dir / "analysis").glob("*.png")) if analysis else []
+    figures = sorted((run_dir / "analysis").glob("*.png"), key=_figure_order) if analysis else []
     return RunRecord(run_dir, config["arch"], config["train"]["seed"], json.loads((run_dir / "metrics.json").read_text()), analysis, figures)
+
+
+def _figure_order(path: Path) -> tuple:
+    """Layer by layer, each in the order time, spectrum, heat map, histograms; training curves last."""
+    layer, _, kind = path.stem.rpartition("_")
+    return (not layer, layer, FIGURE_KINDS.index(kind) if kind in FIGURE_KINDS else len(FIGURE_KINDS))
 
 
 def _mean_std(values: list[float | None], digits: int) -> str:
