@@ -165,6 +165,11 @@ def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
     assert rows[0]["architecture"] == "s4d" and rows[0]["runs"] == "2"
     assert rows[0]["F1"] == f"{np.mean(f1):.2f} ± {np.std(f1, ddof=1):.2f}"
     assert report.is_file() and rows[1]["architecture"] == "smr_s4d-none"
+    dominant = []
+    for seed in (0, 1):  # channel median of the dominant frequency, recomputed from the saved kernels
+        with np.load(tmp_path / "runs" / f"s4d-seed{seed}" / "analysis" / "kernels.npz") as npz:
+            dominant.append(np.median([m.dominant_frequency for m in analyze_bank(npz["branches.s4d"])]))
+    assert rows[0]["dominant frequency"] == f"{np.mean(dominant):.4f} ± {np.std(dominant, ddof=1):.4f}"
     stamp = (tmp_path / "runs" / "s4d-seed0" / "model.pt").stat().st_mtime_ns
     messages = []
     reproduce(base, tmp_path, archs=["s4d"], seeds=[0], log=messages.append)

@@ -73,22 +73,38 @@ def table_rows(records: list[RunRecord]) -> list[dict]:
         by_arch.setdefault(r.arch, []).append(r)
     rows = []
     for arch, runs in by_arch.items():
-        models = [r.analysis["model"] for r in runs if r.analysis and r.analysis.get("model")]
-        means = [m["summary"]["mean_spectrum"] for m in models]
-        types = Counter(m["filter_type"] for m in means)
+        models = [r.analysis["model"]["summary"] for r in runs if r.analysis and r.analysis.get("model")]
+        medians = [{name: q["median"] for name, q in m["channels"].items()} for m in models]
+        types = Counter(_filter_reading(m) for m in models)
         rows.append({
             "architecture": arch,
             "runs": str(len(runs)),
             "F1": _mean_std([100 * r.metrics["f1"] for r in runs], 2),
             "weighted F1": _mean_std([100 * r.metrics["f1_weighted"] for r in runs], 2),
             "MCC": _mean_std([r.metrics["mcc"] for r in runs], 3),
-            "dominant frequency": _mean_std([m["dominant_frequency"] for m in means], 4),
-            "spectral entropy": _mean_std([m["spectral_entropy_bits"] for m in means], 3),
-            "filter type": ", ".join(f"{t} ({n}/{len(means)})" for t, n in types.most_common()) if means else "no SSM kernel",
-            "dependency range": _mean_std([m["dependency_range_tokens"] for m in means], 1),
-            "energy length": _mean_std([m["summary"]["channels"]["energy_length_90"]["median"] for m in models], 1),
+            "dominant frequency": _mean_std([m["dominant_frequency"] for m in medians], 4),
+            "spectral entropy": _mean_std([m["spectral_entropy_bits"] for m in medians], 3),
+            "filter type": ", ".join(f"{t} ({n}/{len(models)})" for t, n in types.most_common()) if models else "no SSM kernel",
+            "dependency range": _mean_std([m["dependency_range_tokens"] for m in medians], 1),
+            "energy length": _mean_std([m["energy_length_90"] for m in medians], 1),
         })
     return rows
+
+
+def _filter_reading(model_summary: dict) -> str:
+    """The mean spectrum's filter type, with the most common channel type when it differs."""
+    mean_type = model_summary["mean_spectrum"]["filter_type"]
+    share = model_summary["filter_type_share"]
+    top = max(share, key=share.get)
+    return mean_type if top == mean_type else f"{mean_type}; channels {share[top]:.0%} {top}"
+
+
+TABLE_NOTE = (
+    "Test metrics of the best validation epoch. Spectral columns pool every S4D channel of a model: dominant "
+    "frequency (cycles/sample), spectral entropy (bits), dependency range (tokens) and energy length (taps) are "
+    "medians over channels; the filter type is that of the channel-averaged spectrum (with the most common "
+    "channel type when it differs). Mean ± sample std over seeds."
+)
 
 
 def _markdown_table(rows: list[dict]) -> str:
@@ -139,8 +155,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
         note = r.analysis.get("note") if r.analysis else "not analysed (run ssmscope analyze --run DIR)"
         sections.append((f"{r.arch} (seed {r.seed})", str(r.path), copied, note))
 
-    md = [f"# {title}", "", "Test metrics of the best validation epoch; spectral columns describe the mean normalised",
-          "power spectrum over all S4D channels of a model (mean ± sample std over seeds).", "", _markdown_table(rows), ""]
+    md = [f"# {title}", "", TABLE_NOTE, "", _markdown_table(rows), ""]
     if overlay:
         md += ["## Spectra of all models", "", f"![spectra](figures/{overlay.name})", ""]
     for heading, path, figs, note in sections:
@@ -172,8 +187,7 @@ def _html(title: str, rows: list[dict], overlay: Path | None, sections) -> str:
         "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:1em 0}</style>",
         "</head><body>",
         f"<h1>{e(title)}</h1>",
-        "<p>Test metrics of the best validation epoch; spectral columns describe the mean normalised power spectrum "
-        "over all S4D channels of a model (mean ± sample std over seeds).</p>",
+        f"<p>{e(TABLE_NOTE)}</p>",
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
     ]
     if overlay:
