@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory written by train")
     p.add_argument("--length", type=int, default=None, help="kernel length in taps (default: the run's --max-len)")
 
+    p = sub.add_parser("data", help="dataset utilities")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("synth", help="generate the synthetic corpus with known dependency distances")
+    p.add_argument("--out", required=True, help="JSONL file to write (.jsonl or .jsonl.gz)")
+    p.add_argument("--n", type=int, default=1000, help="number of functions")
+    p.add_argument("--distances", default="16,64,256", help="token distances: a list 16,64,256 or a range 8-512")
+    p.add_argument("--kinds", nargs="+", default=None, help="buffer_overflow, use_after_free, null_check (default: all)")
+    p.add_argument("--positive-fraction", type=float, default=0.5, help="share of vulnerable functions")
+    p.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser("report", help="tabulate and plot analysed runs into report.md and report.html")
     p.add_argument("runs", nargs="+", help="run directories (analysed with ssmscope analyze)")
     p.add_argument("--out", required=True, help="report directory")
@@ -97,7 +107,7 @@ def _train(args) -> None:
 
 def _evaluate(args) -> None:
     from .train import evaluate_run
-    from .train.checkpoint import write_json
+    from .files import write_json
 
     metrics = evaluate_run(args.run, args.data, args.code_field, args.label_field, args.device)
     out = Path(args.out) if args.out else Path(args.run) / "evaluations" / f"{_stem(args.data)}.json"
@@ -121,6 +131,18 @@ def _analyze(args) -> None:
             f"(~{m['dependency_range_tokens']:.0f} tokens), entropy {m['spectral_entropy_bits']:.3f} bits, {m['filter_type']}"
         )
     print(f"analysis written to {Path(args.run) / 'analysis'}")
+
+
+def _data(args) -> None:
+    from .data.synthetic import KINDS, generate, parse_distances
+    from .files import write_jsonl
+
+    records = generate(args.n, parse_distances(args.distances), tuple(args.kinds or KINDS), args.positive_fraction, args.seed)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise SsmscopeError(f"--out: folder {out.parent} does not exist; create it first")
+    write_jsonl(out, records)
+    print(f"{len(records)} functions ({sum(r['label'] for r in records)} vulnerable) written to {out}")
 
 
 def _report(args) -> None:
@@ -156,7 +178,7 @@ def _metrics_line(label: str, m: dict) -> str:
     return f"{label}: " + "  ".join(parts) + f"  confusion [[tn fp] [fn tp]] {m['confusion_matrix']}"
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:

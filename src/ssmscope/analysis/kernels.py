@@ -60,7 +60,7 @@ def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = 
     Writes kernels.npz (one (H, L) array per layer, named by its place in the model),
     summary.json and, with ``figures``, PNG and SVG figures. Returns the summary.
     """
-    from ..train.checkpoint import write_json
+    from ..files import write_json
     from ..train.loop import load_run
 
     run_dir = Path(run_dir)

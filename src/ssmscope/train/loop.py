@@ -33,7 +33,8 @@ from ..config import DataConfig, ModelConfig, RunConfig
 from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
 from ..errors import SsmscopeError
 from ..models import build_model, resolve_arch
-from .checkpoint import append_jsonl, load_model_file, save_model, write_json
+from ..files import append_jsonl, write_json
+from .checkpoint import load_model_file, save_model
 from .metrics import binary_metrics
 from .progress import ProgressBar
 

@@ -1,0 +1,200 @@
+"""A synthetic vulnerability corpus whose label is decided by two places a known distance apart.
+
+Each function holds two *events*, short statements that start ``distance`` tokens apart (as
+:func:`ssmscope.data.lex` counts them), with randomly generated filler code around and between them
+(declarations, arithmetic, loops, conditionals, calls). The label depends only on a relation
+between the two events, and both classes contain the same multiset of tokens, so no local
+pattern and no bag of tokens reveals it:
+
+``buffer_overflow``  ``char NAME[S];`` … ``memcpy(NAME, src, C);``  vulnerable iff C > S.
+                     S and C are a random pair of distinct sizes; which is which decides the label.
+``use_after_free``   ``free(NAME);`` and a write ``*NAME = v;``  vulnerable iff the free comes first.
+``null_check``       ``if (!NAME) return 0;`` and a write ``NAME[i] = -v;``  (NAME from malloc)
+                     vulnerable iff the write comes first (the check is too late).
+
+The two events of a kind have the same number of tokens, so neither the filler between them nor
+the function's length depends on their order. Events are at most 8 tokens long, the smallest
+distance that works for every kind (MIN_DISTANCE).
+
+Records: ``{"id", "label", "code", "kind", "distance"}``; the same arguments give the same bytes.
+Code is laid out like ReVeal's (tokens separated by spaces, a line break after ``;``, ``{``, ``}``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..errors import SsmscopeError
+
+KINDS = ("buffer_overflow", "use_after_free", "null_check")
+SIZES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
+EVENT_NAMES = ("buf", "data", "ptr", "dst", "block", "payload", "frame", "record")
+FILLER_VARS = ("i", "j", "k", "count", "total", "acc", "tmp", "idx", "len", "step", "flags", "state")
+HELPERS = ("update_state", "log_value", "check_range", "hash_step", "mix_bits", "emit", "lookup", "clamp_value")
+FUNCTION_NAMES = ("parse_header", "process_packet", "handle_request", "decode_block", "read_record", "copy_frame", "load_entry", "fill_table")
+MIN_DISTANCE = 8  # tokens: the longest first event (null_check)
+OPS = ("+", "-", "*", "^", "|", "&", "<<", ">>")
+COMPARE = ("<", ">", "<=", ">=", "!=", "==")
+
+
+@dataclass(frozen=True)
+class Events:
+    first: list[str]
+    second: list[str]
+    setup: list[str]
+
+
+def _events(kind: str, label: int, name: str, rng: random.Random) -> Events:
+    index, value = str(rng.randrange(0, 8)), str(rng.randrange(0, 128))
+    alloc = ["char", "*", name, "=", "malloc", "(", "n", ")", ";"]
+    if kind == "buffer_overflow":
+        small, large = sorted(rng.sample(SIZES, 2))
+        size, copied = (small, large) if label else (large, small)
+        return Events(["char", name, "[", str(size), "]", ";"], ["memcpy", "(", name, ",", "src", ",", str(copied), ")", ";"], [])
+    if kind == "use_after_free":
+        free = ["free", "(", name, ")", ";"]  # 5 tokens
+        write = ["*", name, "=", value, ";"]  # 5 tokens
+        return Events(free, write, alloc) if label else Events(write, free, alloc)
+    if kind == "null_check":
+        check = ["if", "(", "!", name, ")", "return", "0", ";"]  # 8 tokens
+        write = [name, "[", index, "]", "=", "-", value, ";"]  # 8 tokens
+        return Events(write, check, alloc) if label else Events(check, write, alloc)
+    raise SsmscopeError(f"--kinds: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _expression(rng: random.Random) -> list[str]:
+    a, b = rng.sample(FILLER_VARS, 2)
+    choice = rng.randrange(3)
+    if choice == 0:
+        return [a, rng.choice(OPS), str(rng.choice(SIZES))]
+    if choice == 1:
+        return [a, rng.choice(OPS), b]
+    return [rng.choice(HELPERS), "(", a, ")"]
+
+
+def _statement(rng: random.Random, depth: int = 0) -> list[str]:
+    """One random filler statement (possibly compound), over the filler variables only."""
+    a, b = rng.sample(FILLER_VARS, 2)
+    kind = rng.randrange(8 if depth == 0 else 5)
+    if kind == 0:
+        return [a, "=", *_expression(rng), ";"]
+    if kind == 1:
+        return [a, rng.choice(("+=", "-=", "^=", "|=")), *_expression(rng), ";"]
+    if kind == 2:
+        return [rng.choice(HELPERS), "(", a, ",", str(rng.choice(SIZES)), ")", ";"]
+    if kind == 3:
+        return [a, "=", rng.choice(HELPERS), "(", b, ",", a, ")", ";"]
+    if kind == 4:
+        return [a, "++" if rng.random() < 0.5 else "--", ";"]
+    if kind == 5:
+        body = _statement(rng, depth + 1)
+        head = ["if", "(", a, rng.choice(COMPARE), str(rng.choice(SIZES)), ")", "{", *body, "}"]
+        return head + ["else", "{", *_statement(rng, depth + 1), "}"] if rng.random() < 0.3 else head
+    if kind == 6:
+        return ["for", "(", a, "=", "0", ";", a, "<", str(rng.choice(SIZES)), ";", a, "++", ")", "{", *_statement(rng, depth + 1), "}"]
+    return ["while", "(", a, rng.choice(COMPARE), b, ")", "{", *_statement(rng, depth + 1), a, "++", ";", "}"]
+
+
+def _short_statement(rng: random.Random, length: int) -> list[str]:
+    """A statement of exactly ``length`` tokens, 1 <= length <= 6 (1 and 2: empty statements)."""
+    a, b, c = rng.sample(FILLER_VARS, 3)
+    shapes = {
+        1: [";"],
+        2: [";", ";"],
+        3: [a, "++", ";"],
+        4: [a, "=", b, ";"],
+        5: [a, "=", "-", b, ";"],
+        6: [a, "=", b, rng.choice(OPS), c, ";"],
+    }
+    return shapes[length]
+
+
+def filler(rng: random.Random, n_tokens: int) -> list[str]:
+    """Random statements holding exactly ``n_tokens`` tokens."""
+    out: list[str] = []
+    remaining = n_tokens
+    while remaining > 0:
+        stmt = _statement(rng)
+        if not (len(stmt) == remaining or len(stmt) <= remaining - 3):
+            if remaining <= 6:
+                stmt = _short_statement(rng, remaining)
+            else:
+                stmt = _short_statement(rng, rng.randint(3, min(6, remaining - 3)))
+        out += stmt
+        remaining -= len(stmt)
+    return out
+
+
+def _layout(tokens: list[str]) -> str:
+    lines, line = [], []
+    for token in tokens:
+        line.append(token)
+        if token in (";", "{", "}"):
+            lines.append(" ".join(line))
+            line = []
+    if line:
+        lines.append(" ".join(line))
+    return "\n".join(lines)
+
+
+def parse_distances(spec: str) -> list[int] | range:
+    """'16,64,256' → [16, 64, 256]; '8-512' → range(8, 513). Each function draws one uniformly."""
+    try:
+        if "-" in spec:
+            low, high = (int(x) for x in spec.split("-"))
+            if not 0 < low <= high:
+                raise ValueError
+            return range(low, high + 1)
+        values = [int(x) for x in spec.split(",") if x.strip()]
+        if not values or min(values) <= 0:
+            raise ValueError
+        return values
+    except ValueError:
+        raise SsmscopeError(f"--distances: {spec!r} is not a list like 16,64,256 or a range like 8-512 of positive token counts") from None
+
+
+def make_function(kind: str, label: int, distance: int, rng: random.Random) -> str:
+    name = rng.choice(EVENT_NAMES)
+    events = _events(kind, label, name, rng)
+    if distance < len(events.first):
+        raise SsmscopeError(f"--distances: {distance} tokens is shorter than the first event of {kind} ({len(events.first)} tokens)")
+    declared = rng.sample(FILLER_VARS, len(FILLER_VARS))
+    tokens = ["int", rng.choice(FUNCTION_NAMES) + f"_{rng.randrange(1000)}", "(", "const", "char", "*", "src", ",", "int", "n", ")", "{"]
+    tokens += ["int", *sum(([v, "="] + [str(rng.randrange(4))] + [","] for v in declared), [])[:-1], ";"]
+    tokens += events.setup
+    tokens += filler(rng, rng.randint(4, 40))
+    tokens += events.first
+    tokens += filler(rng, distance - len(events.first))
+    tokens += events.second
+    tokens += filler(rng, rng.randint(4, 40))
+    tokens += ["return", rng.choice(FILLER_VARS), ";", "}"]
+    return _layout(tokens)
+
+
+def generate(
+    n: int = 1000,
+    distances: list[int] | range = (16, 64, 256),
+    kinds: tuple[str, ...] = KINDS,
+    positive_fraction: float = 0.5,
+    seed: int = 0,
+) -> list[dict]:
+    """``n`` labelled functions, each with a distance drawn uniformly from ``distances`` (a sequence
+    or a range); exactly round(n · positive_fraction) are vulnerable."""
+    if n < 1:
+        raise SsmscopeError(f"--n must be at least 1, got {n}")
+    if not 0 <= positive_fraction <= 1:
+        raise SsmscopeError(f"--positive-fraction must be in [0, 1], got {positive_fraction}")
+    for kind in kinds:
+        if kind not in KINDS:
+            raise SsmscopeError(f"--kinds: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    rng = random.Random(seed)
+    labels = [1] * round(n * positive_fraction) + [0] * (n - round(n * positive_fraction))
+    rng.shuffle(labels)
+    records = []
+    for i, label in enumerate(labels):
+        kind = kinds[i % len(kinds)]
+        distance = rng.choice(distances)
+        code = make_function(kind, label, distance, rng)
+        records.append({"id": f"synth-{i}", "label": label, "code": code, "kind": kind, "distance": distance})
+    return records
