@@ -11,6 +11,7 @@ import torch
 from ssmscope.analysis import analyze_bank
 from ssmscope.analysis.kernels import analyze_run, extract_kernels, kernel_modules
 from ssmscope.cli import main
+from ssmscope.data import lex
 from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ssmscope.errors import SsmscopeError
 from ssmscope.pipeline import reproduce
@@ -177,3 +178,20 @@ def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
     assert (tmp_path / "runs" / "s4d-seed0" / "model.pt").stat().st_mtime_ns == stamp
     with pytest.raises(SsmscopeError, match="other settings"):
         reproduce(dataclasses.replace(base, train=TrainConfig(epochs=3)), tmp_path, archs=["s4d"], seeds=[0], log=lambda s: None)
+
+
+def test_probe_command_and_report_column(trained, tiny_data, tmp_path, capsys):
+    assert main(["probe", "--run", str(trained["s4d"]), "--data", str(tiny_data)]) == 0
+    assert "used range" in capsys.readouterr().out
+    results = json.loads((trained["s4d"] / "probes" / "tiny.json").read_text())
+    assert results["functions"] == 120 and results["has_kernels"]
+    full = results["truncation"][-1]
+    longest = max(len(lex(json.loads(line)["code"])) for line in tiny_data.read_text().splitlines())
+    assert full["taps"] == longest and full["f1"] == results["unmodified"]["f1"]  # keeping every tap changes nothing
+    assert (trained["s4d"] / "probes" / "tiny.png").is_file()
+    assert main(["probe", "--run", str(trained["cnn"]), "--data", str(tiny_data)]) == 0
+    assert "no SSM kernel" in capsys.readouterr().out
+    analyze_run(trained["s4d"])
+    write_report([trained["s4d"], trained["cnn"]], tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "probed range" in md and f"| {results['used_range_tokens']:.1f} |" in md and "probes-tiny.png" in md

@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory written by train")
     p.add_argument("--length", type=int, default=None, help="kernel length in taps (default: the run's --max-len)")
 
+    p = sub.add_parser("probe", help="evaluate a trained run while truncating or band-limiting its kernels")
+    p.add_argument("--run", required=True, help="run directory written by train")
+    p.add_argument("--data", required=True, help="dataset to score (any format train reads)")
+    p.add_argument("--out", default=None, help="JSON file (default RUN/probes/<data name>.json; a PNG/SVG figure beside it)")
+    _add_data_fields(p, defaults=False)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
     p = sub.add_parser("data", help="dataset utilities")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("synth", help="generate the synthetic corpus with known dependency distances")
@@ -106,11 +113,12 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
+    from .data.sources import dataset_stem
     from .train import evaluate_run
     from .files import write_json
 
     metrics = evaluate_run(args.run, args.data, args.code_field, args.label_field, args.device)
-    out = Path(args.out) if args.out else Path(args.run) / "evaluations" / f"{_stem(args.data)}.json"
+    out = Path(args.out) if args.out else Path(args.run) / "evaluations" / f"{dataset_stem(args.data)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, metrics)
     print(json.dumps(metrics))
@@ -131,6 +139,18 @@ def _analyze(args) -> None:
             f"(~{m['dependency_range_tokens']:.0f} tokens), entropy {m['spectral_entropy_bits']:.3f} bits, {m['filter_type']}"
         )
     print(f"analysis written to {Path(args.run) / 'analysis'}")
+
+
+def _probe(args) -> None:
+    from .analysis.probes import probe_run
+
+    results = probe_run(args.run, args.data, args.out, args.code_field, args.label_field, args.device)
+    if not results["has_kernels"]:
+        print("this model has no SSM kernel to probe")
+        return
+    print(f"unmodified F1 {results['unmodified']['f1']:.4f}; used range {results['used_range_tokens']} taps")
+    print("truncation: " + "  ".join(f"{t['taps']}:{t['f1']:.3f}" for t in results["truncation"]))
+    print("bands: " + "  ".join(f"{name} {b['f1']:.3f}" for name, b in results["bands"].items()))
 
 
 def _data(args) -> None:
@@ -165,20 +185,13 @@ def _reproduce(args) -> None:
     print(f"report: {report}")
 
 
-def _stem(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
-        name = name.removesuffix(suffix)
-    return name or "data"
-
-
 def _metrics_line(label: str, m: dict) -> str:
     keys = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "mcc")
     parts = [f"{k} {m[k]:.4f}" if m[k] is not None else f"{k} n/a" for k in keys]
     return f"{label}: " + "  ".join(parts) + f"  confusion [[tn fp] [fn tp]] {m['confusion_matrix']}"
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce, "data": _data}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce, "data": _data, "probe": _probe}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from .analysis.kernels import analyze_run
 from .config import RunConfig
 from .errors import SsmscopeError
 from .models import ARCHITECTURES, VARIANTS
-from .report.render import table_rows, load_run_record, write_report, COLUMNS
+from .report.render import load_run_record, table_columns, table_rows, write_report
 from .train.loop import train_run
 
 STUDY_ARCHS = (*ARCHITECTURES, *VARIANTS)  # the six + the SMR fusion ablation
@@ -68,7 +68,8 @@ def reproduce(
 
 def format_table(rows: list[dict]) -> str:
     """The report's table as aligned plain text for a terminal."""
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
-    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS) for r in rows]
+    columns = table_columns(rows)
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)

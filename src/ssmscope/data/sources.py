@@ -40,6 +40,14 @@ class Record:
     where: str
 
 
+def dataset_stem(path: str | Path) -> str:
+    """A dataset's name without its format suffixes: 'dir/test.jsonl.gz' → 'test'."""
+    name = Path(path).name
+    for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
+        name = name.removesuffix(suffix)
+    return name or "data"
+
+
 def parse_label(value, where: str, field: str) -> int:
     """0/1, True/False, or the strings "0", "1", "true", "false" (any case); else an error."""
     if isinstance(value, bool):

@@ -112,3 +112,24 @@ def plot_training_spectra(epochs: list[dict], out_dir: Path) -> list[Path]:
     left.legend(fontsize=8)
     fig.suptitle("kernel spectra during training")
     return _save(fig, Path(out_dir) / "training_spectra")
+
+
+def plot_probes(results: dict, path_stem: Path) -> list[Path]:
+    """F1 against the number of kept kernel taps (log axis) with the used range, and F1 per band."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    rows = results["truncation"]
+    taps = [max(r["taps"], 0.5) for r in rows]  # 0 taps drawn at 0.5 on the log axis
+    left.plot(taps, [r["f1"] for r in rows], marker="o")
+    left.axhline(results["unmodified"]["f1"], color="gray", ls="--", lw=1, label="unmodified")
+    if results["used_range_tokens"] is not None:
+        left.axvline(max(results["used_range_tokens"], 0.5), color="red", lw=1, label=f"used range {results['used_range_tokens']} taps")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("kernel taps kept (0 shown at 0.5)")
+    left.set_ylabel("F1 (vulnerable)")
+    left.legend(fontsize=8)
+    names = list(results["bands"])
+    right.bar(names, [results["bands"][n]["f1"] for n in names])
+    right.axhline(results["unmodified"]["f1"], color="gray", ls="--", lw=1)
+    right.set_ylabel("F1 with only this band")
+    fig.suptitle("kernel probes")
+    return _save(fig, Path(path_stem))

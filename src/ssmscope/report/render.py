@@ -37,6 +37,7 @@ class RunRecord:
     metrics: dict
     analysis: dict | None
     figures: list[Path] = field(default_factory=list)
+    probes: list[dict] = field(default_factory=list)  # probes/*.json written by `ssmscope probe`
 
 
 def load_run_record(run_dir: str | Path) -> RunRecord:
@@ -48,7 +49,11 @@ def load_run_record(run_dir: str | Path) -> RunRecord:
     summary_path = run_dir / "analysis" / "summary.json"
     analysis = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     figures = sorted((run_dir / "analysis").glob("*.png"), key=_figure_order) if analysis else []
-    return RunRecord(run_dir, config["arch"], config["train"]["seed"], json.loads((run_dir / "metrics.json").read_text()), analysis, figures)
+    probe_files = sorted((run_dir / "probes").glob("*.json"))
+    probes = [json.loads(p.read_text()) for p in probe_files]
+    figures += [p.with_suffix(".png") for p, r in zip(probe_files, probes) if r.get("has_kernels") and p.with_suffix(".png").is_file()]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return RunRecord(run_dir, config["arch"], config["train"]["seed"], metrics, analysis, figures, probes)
 
 
 def _figure_order(path: Path) -> tuple:
@@ -87,6 +92,7 @@ def table_rows(records: list[RunRecord]) -> list[dict]:
             "filter type": ", ".join(f"{t} ({n}/{len(models)})" for t, n in types.most_common()) if models else "no SSM kernel",
             "dependency range": _mean_std([m["dependency_range_tokens"] for m in medians], 1),
             "energy length": _mean_std([m["energy_length_90"] for m in medians], 1),
+            "probed range": _mean_std([p["used_range_tokens"] for r in runs for p in r.probes[:1] if p.get("has_kernels")], 1),
         })
     return rows
 
@@ -103,13 +109,20 @@ TABLE_NOTE = (
     "Test metrics of the best validation epoch. Spectral columns pool every S4D channel of a model: dominant "
     "frequency (cycles/sample), spectral entropy (bits), dependency range (tokens) and energy length (taps) are "
     "medians over channels; the filter type is that of the channel-averaged spectrum (with the most common "
-    "channel type when it differs). Mean ± sample std over seeds."
+    "channel type when it differs). Probed range: the fewest kernel taps that keep 90% of the model's F1 "
+    "(ssmscope probe, first probe dataset of each run). Mean ± sample std over seeds."
 )
 
 
+def table_columns(rows: list[dict]) -> tuple[str, ...]:
+    """The report's columns; "probed range" (used range from `ssmscope probe`) only when some run has probes."""
+    return COLUMNS + ("probed range",) if any(r["probed range"] != "–" for r in rows) else COLUMNS
+
+
 def _markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in COLUMNS) + " |" for row in rows]
+    columns = table_columns(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -149,7 +162,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
     for r in records:
         copied = []
         for fig in r.figures:
-            target = figures_dir / f"{slug(r.arch)}-seed{r.seed}-{fig.name}"
+            target = figures_dir / f"{slug(r.arch)}-seed{r.seed}-{fig.parent.name}-{fig.name}"
             shutil.copyfile(fig, target)
             copied.append(target)
         note = r.analysis.get("note") if r.analysis else "not analysed (run ssmscope analyze --run DIR)"
@@ -177,8 +190,9 @@ def _img(path: Path) -> str:
 
 def _html(title: str, rows: list[dict], overlay: Path | None, sections) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{e(row[c])}</td>" for c in COLUMNS) + "</tr>" for row in rows)
+    columns = table_columns(rows)
+    head = "".join(f"<th>{e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{e(row[c])}</td>" for c in columns) + "</tr>" for row in rows)
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title>",

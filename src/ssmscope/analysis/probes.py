@@ -1,0 +1,146 @@
+"""Causal probes: evaluate a trained model while intervening on its kernels, without retraining.
+
+The paper reads a dependency range off a kernel's spectrum and says itself that this cannot show
+causation. A probe does: it changes the kernels and watches the metric.
+
+* truncation: keep only the first m taps of every kernel, K'[l] = K[l] for l < m, else 0, for m
+  on a log grid up to the full length. The *used range* is the smallest m whose F1 is at least
+  90% of the unmodified model's F1: the context the model needs.
+* band filtering: keep only one frequency band of every kernel, K' = irfft(rfft(K) · 1[f ∈ band]),
+  with the analysis's band edges (low < 0.1 ≤ mid < 0.25 ≤ high cycles/sample).
+
+The D skip term (lag 0 identity path) is left alone in both. Interventions go through the one
+contract analysis has with a model: a module with ``kernel(L)``; during a probe that method is
+replaced on the instance and restored afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from .kernels import kernel_modules
+from .spectral import DEFAULT_BAND_EDGES
+
+USED_RANGE_FRACTION = 0.9
+
+
+@contextmanager
+def intervene(model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Within the block every kernel module's ``kernel(L)`` returns ``transform(original kernel (H, L))``."""
+    modules = [m for _, m in kernel_modules(model)]
+    originals = [m.kernel for m in modules]
+    own = ["kernel" in m.__dict__ for m in modules]  # an instance-level kernel (e.g. another probe) to put back
+    try:
+        for module, original in zip(modules, originals):
+            module.kernel = lambda L, original=original: transform(original(L))
+        yield
+    finally:
+        for module, original, had_own in zip(modules, originals, own):
+            if had_own:
+                module.kernel = original
+            else:
+                del module.kernel  # the class method shows through again
+
+
+def truncate(m: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Keep the first ``m`` taps of a kernel (H, L), zero the rest."""
+    def apply(K: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(K)
+        out[..., :m] = K[..., :m]
+        return out
+
+    return apply
+
+
+def band_pass(low: float, high: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Keep the DFT bins with low <= f < high cycles/sample (high = 0.5 includes Nyquist)."""
+    def apply(K: torch.Tensor) -> torch.Tensor:
+        L = K.shape[-1]
+        freqs = torch.fft.rfftfreq(L, device=K.device)
+        keep = (freqs >= low) & ((freqs < high) | (high >= 0.5))
+        return torch.fft.irfft(torch.fft.rfft(K) * keep, n=L)
+
+    return apply
+
+
+def truncation_grid(length: int) -> list[int]:
+    """0, 1, 2, 4, … (powers of two below ``length``), then ``length`` itself."""
+    grid = [0] + [2**i for i in range(int(np.log2(max(length, 1))) + 1) if 2**i < length]
+    return grid + [length]
+
+
+def used_range(truncations: list[dict], full_f1: float, fraction: float = USED_RANGE_FRACTION) -> int | None:
+    """Smallest m whose F1 reaches ``fraction`` of the unmodified F1 (None if the model has F1 0)."""
+    if full_f1 <= 0:
+        return None
+    return min(t["taps"] for t in truncations if t["f1"] >= fraction * full_f1)
+
+
+def run_probes(
+    model: nn.Module,
+    score: Callable[[nn.Module], dict],
+    length: int,
+    band_edges: tuple[float, float] = DEFAULT_BAND_EDGES,
+) -> dict:
+    """Score the model unmodified, truncated to each m of the grid, and band-limited.
+
+    ``score(model)`` returns a metrics dict with at least "f1" (see train.metrics); ``length`` is
+    the largest sequence length the data reaches (the kernel length the model uses).
+    """
+    model.eval()
+    full = score(model)
+    truncations = []
+    for m in truncation_grid(length):
+        with intervene(model, truncate(m)):
+            truncations.append({"taps": m, **_brief(score(model))})
+    low, high = band_edges
+    bands = {}
+    for name, (a, b) in {"low": (0.0, low), "mid": (low, high), "high": (high, 0.5)}.items():
+        with intervene(model, band_pass(a, b)):
+            bands[name] = {"range_cycles_per_sample": [a, b], **_brief(score(model))}
+    return {
+        "unmodified": _brief(full),
+        "truncation": truncations,
+        "used_range_tokens": used_range(truncations, full["f1"]),
+        "used_range_fraction": USED_RANGE_FRACTION,
+        "bands": bands,
+        "band_edges": list(band_edges),
+    }
+
+
+def _brief(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("f1", "f1_weighted", "roc_auc", "mcc", "accuracy")}
+
+
+def probe_run(run_dir, data_path, out=None, code_field: str | None = None, label_field: str | None = None, device: str = "auto") -> dict:
+    """Probe a trained run on a dataset; writes JSON (default RUN_DIR/probes/<data name>.json) and a figure."""
+    from pathlib import Path
+
+    from ..data import encode, load_dataset, tokenize
+    from ..data.sources import dataset_stem
+    from ..files import write_json
+    from ..train.loop import load_run, predict, resolve_device
+    from ..train.metrics import binary_metrics
+
+    dev = resolve_device(device)
+    config, vocab, model = load_run(run_dir, dev)
+    d = config.data
+    records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field)
+    split = encode([tokenize(r.code, d.normalize) for r in records], [r.label for r in records], vocab, d.max_len, records)
+    results = {"run": str(run_dir), "data": str(data_path), "functions": len(records), "has_kernels": bool(kernel_modules(model))}
+    if results["has_kernels"]:
+        results.update(run_probes(model, lambda m: binary_metrics(split.labels, predict(m, split, config.train.batch_size, dev)), int(split.lengths.max())))
+    out = Path(out) if out else Path(run_dir) / "probes" / f"{dataset_stem(data_path)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, results)
+    if results["has_kernels"]:
+        from ..report.plots import plot_probes
+
+        plot_probes(results, out.with_suffix(""))
+    return results
+
