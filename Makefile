@@ -4,7 +4,6 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The CPU build of torch 2.13.0 lies in /opt/wheels on these machines; constraints.txt pins it.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
-REVEAL ?= ../shared/data/reveal/reveal.jsonl.gz
 
 .PHONY: setup demo test bench clean
 
@@ -17,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	$(BIN)/ssmscope train --arch smr_s4d --data $(REVEAL) --limit 4000 --epochs 3 --out runs/demo --overwrite
+	$(BIN)/ssmscope reproduce --out runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
 from .errors import SsmscopeError
 from .models import ARCHITECTURES, VARIANTS
 
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    d, m, t = DataConfig(), ModelConfig(), TrainConfig()
+    d, m, t, syn = DataConfig(), ModelConfig(), TrainConfig(), SyntheticConfig()
     p = sub.add_parser("train", help="train one architecture and evaluate it on the test split")
     p.add_argument("--arch", required=True, help=f"one of: {', '.join([*ARCHITECTURES, *VARIANTS])}")
     p.add_argument("--data", required=True, help="dataset file (.jsonl/.json/.csv/.parquet, optionally .gz) or ReVeal folder")
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("probe", help="evaluate a trained run while truncating or band-limiting its kernels")
     p.add_argument("--run", required=True, help="run directory written by train")
-    p.add_argument("--data", required=True, help="dataset to score (any format train reads)")
+    p.add_argument("--data", default=None, help="dataset to score (any format train reads; default: the run's test split)")
     p.add_argument("--out", default=None, help="JSON file (default RUN/probes/<data name>.json; a PNG/SVG figure beside it)")
     _add_data_fields(p, defaults=False)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -72,24 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("synth", help="generate the synthetic corpus with known dependency distances")
     p.add_argument("--out", required=True, help="JSONL file to write (.jsonl or .jsonl.gz)")
-    p.add_argument("--n", type=int, default=1000, help="number of functions")
-    p.add_argument("--distances", default="16,64,256", help="token distances: a list 16,64,256 or a range 8-512")
-    p.add_argument("--kinds", nargs="+", default=None, help="buffer_overflow, use_after_free, null_check (default: all)")
-    p.add_argument("--positive-fraction", type=float, default=0.5, help="share of vulnerable functions")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=syn.n, help="number of functions")
+    p.add_argument("--distances", default=",".join(map(str, syn.distances)), help="token distances: a list 16,64,256 or a range 8-512")
+    p.add_argument("--kinds", nargs="+", default=list(syn.kinds), help="any of: " + ", ".join(syn.kinds))
+    p.add_argument("--positive-fraction", type=float, default=syn.positive_fraction, help="share of vulnerable functions")
+    p.add_argument("--seed", type=int, default=syn.seed)
 
     p = sub.add_parser("report", help="tabulate and plot analysed runs into report.md and report.html")
     p.add_argument("runs", nargs="+", help="run directories (analysed with ssmscope analyze)")
     p.add_argument("--out", required=True, help="report directory")
 
     p = sub.add_parser("reproduce", help="the whole study: train → analyze → report for every architecture × seed")
-    p.add_argument("--data", required=True, help="dataset file or ReVeal folder")
+    p.add_argument("--data", default=None, help="dataset file or ReVeal folder (default: generate the embedded synthetic corpus)")
     p.add_argument("--out", required=True, help="study directory (runs/ and report/ inside)")
     p.add_argument("--archs", nargs="+", default=None, help="architectures (default: the six and the SMR fusion variants)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=t.epochs)
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--max-len", type=int, default=d.max_len)
+    p.add_argument("--max-len", type=int, default=None, help=f"default {d.max_len}; {EMBEDDED_MAX_LEN} for the embedded corpus")
     p.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
     _add_data_fields(p, defaults=True)
     return parser
@@ -154,10 +154,10 @@ def _probe(args) -> None:
 
 
 def _data(args) -> None:
-    from .data.synthetic import KINDS, generate, parse_distances
+    from .data.synthetic import generate, parse_distances
     from .files import write_jsonl
 
-    records = generate(args.n, parse_distances(args.distances), tuple(args.kinds or KINDS), args.positive_fraction, args.seed)
+    records = generate(args.n, parse_distances(args.distances), tuple(args.kinds), args.positive_fraction, args.seed)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise SsmscopeError(f"--out: folder {out.parent} does not exist; create it first")
@@ -172,12 +172,18 @@ def _report(args) -> None:
 
 
 def _reproduce(args) -> None:
-    from .pipeline import STUDY_ARCHS, format_table, reproduce
+    from .pipeline import STUDY_ARCHS, format_table, reproduce, write_embedded_corpus
 
+    if args.data is None:
+        data_path = write_embedded_corpus(Path(args.out))
+        print(f"no --data: the embedded synthetic corpus ({EMBEDDED_CORPUS.n} functions, distances {EMBEDDED_CORPUS.distances}) is {data_path}")
+    else:
+        data_path = Path(args.data)
+    max_len = args.max_len or (EMBEDDED_MAX_LEN if args.data is None else DataConfig().max_len)
     base = RunConfig(
         arch="s4d",
-        data_path=str(Path(args.data).resolve()),
-        data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit),
+        data_path=str(data_path.resolve()),
+        data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=max_len, limit=args.limit),
         train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device, track_kernels=True),
     )
     rows, report = reproduce(base, args.out, args.archs or STUDY_ARCHS, args.seeds)

@@ -56,6 +56,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SyntheticConfig:
+    """The synthetic corpus (ssmscope.data.synthetic); defaults of `ssmscope data synth`."""
+
+    n: int = 1000
+    distances: tuple[int, ...] = (16, 64, 256)  # tokens between the two places, one drawn per function
+    kinds: tuple[str, ...] = ("buffer_overflow", "use_after_free", "null_check")
+    positive_fraction: float = 0.5
+    seed: int = 0
+
+
+# `ssmscope reproduce` without --data: the corpus it generates and the settings that differ from the
+# defaults above, sized so that `make demo` finishes within 10 minutes on 2 cores (docs/METHODS.md).
+EMBEDDED_CORPUS = SyntheticConfig(n=1500, distances=(8, 32, 128))
+EMBEDDED_MAX_LEN = 384  # the longest embedded function is ~300 tokens: nothing is cut
+
+
+@dataclass(frozen=True)
 class RunConfig:
     arch: str
     data_path: str

@@ -1,4 +1,4 @@
-"""The whole study in one call: train every architecture × seed, analyse each run, write the report.
+"""The whole study in one call: train every architecture × seed, analyse and probe each run, write the report.
 
 Runs live in ``OUT/runs/<arch>-seed<seed>/``, the report in ``OUT/report/``. Re-running skips every
 run whose metrics.json exists with the same configuration (and every analysis already written),
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from .analysis.kernels import analyze_run
-from .config import RunConfig
+from .analysis.probes import probe_run
+from .config import EMBEDDED_CORPUS, RunConfig
 from .errors import SsmscopeError
 from .models import ARCHITECTURES, VARIANTS
 from .report.render import load_run_record, table_columns, table_rows, write_report
@@ -61,9 +62,23 @@ def reproduce(
                 train_run(config, run_dir, overwrite=True, log=lambda s: log("  " + s))
             if not (run_dir / "analysis" / "summary.json").is_file():
                 analyze_run(run_dir)
+            if not (run_dir / "probes" / "test-split.json").is_file():
+                probe_run(run_dir, device=config.train.device)
             run_dirs.append(run_dir)
     report = write_report(run_dirs, out / "report")
     return table_rows([load_run_record(d) for d in run_dirs]), report
+
+
+def write_embedded_corpus(out: Path) -> Path:
+    """Generate the embedded synthetic corpus into OUT/data/ (same bytes every time) and return its path."""
+    from .data.synthetic import generate
+    from .files import write_jsonl
+
+    path = Path(out) / "data" / "synthetic.jsonl.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c = EMBEDDED_CORPUS
+    write_jsonl(path, generate(c.n, c.distances, c.kinds, c.positive_fraction, c.seed))
+    return path
 
 
 def format_table(rows: list[dict]) -> str:

@@ -117,8 +117,12 @@ def _brief(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("f1", "f1_weighted", "roc_auc", "mcc", "accuracy")}
 
 
-def probe_run(run_dir, data_path, out=None, code_field: str | None = None, label_field: str | None = None, device: str = "auto") -> dict:
-    """Probe a trained run on a dataset; writes JSON (default RUN_DIR/probes/<data name>.json) and a figure."""
+def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, label_field: str | None = None, device: str = "auto") -> dict:
+    """Probe a trained run on a dataset, or without ``data_path`` on the run's own test split.
+
+    Writes JSON (default RUN_DIR/probes/<data name>.json, or test-split.json) and a figure beside it.
+    """
+    import json
     from pathlib import Path
 
     from ..data import encode, load_dataset, tokenize
@@ -130,12 +134,17 @@ def probe_run(run_dir, data_path, out=None, code_field: str | None = None, label
     dev = resolve_device(device)
     config, vocab, model = load_run(run_dir, dev)
     d = config.data
-    records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field)
+    if data_path is None:  # the run's own test split, as splits.json recorded it
+        test = set(json.loads((Path(run_dir) / "splits.json").read_text())["test"])
+        records = [r for r in load_dataset(config.data_path, d.code_field, d.label_field) if r.index in test]
+    else:
+        records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field)
     split = encode([tokenize(r.code, d.normalize) for r in records], [r.label for r in records], vocab, d.max_len, records)
-    results = {"run": str(run_dir), "data": str(data_path), "functions": len(records), "has_kernels": bool(kernel_modules(model))}
+    data_name = f"{config.data_path} (test split)" if data_path is None else str(data_path)
+    results = {"run": str(run_dir), "data": data_name, "functions": len(records), "has_kernels": bool(kernel_modules(model))}
     if results["has_kernels"]:
         results.update(run_probes(model, lambda m: binary_metrics(split.labels, predict(m, split, config.train.batch_size, dev)), int(split.lengths.max())))
-    out = Path(out) if out else Path(run_dir) / "probes" / f"{dataset_stem(data_path)}.json"
+    out = Path(out) if out else Path(run_dir) / "probes" / f"{dataset_stem(data_path) if data_path else 'test-split'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, results)
     if results["has_kernels"]:

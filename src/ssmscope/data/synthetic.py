@@ -25,9 +25,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ..config import SyntheticConfig
 from ..errors import SsmscopeError
 
 KINDS = ("buffer_overflow", "use_after_free", "null_check")
+assert SyntheticConfig().kinds == KINDS
 SIZES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
 EVENT_NAMES = ("buf", "data", "ptr", "dst", "block", "payload", "frame", "record")
 FILLER_VARS = ("i", "j", "k", "count", "total", "acc", "tmp", "idx", "len", "step", "flags", "state")
@@ -172,12 +174,15 @@ def make_function(kind: str, label: int, distance: int, rng: random.Random) -> s
     return _layout(tokens)
 
 
+_DEFAULT = SyntheticConfig()
+
+
 def generate(
-    n: int = 1000,
-    distances: list[int] | range = (16, 64, 256),
-    kinds: tuple[str, ...] = KINDS,
-    positive_fraction: float = 0.5,
-    seed: int = 0,
+    n: int = _DEFAULT.n,
+    distances: list[int] | range = _DEFAULT.distances,
+    kinds: tuple[str, ...] = _DEFAULT.kinds,
+    positive_fraction: float = _DEFAULT.positive_fraction,
+    seed: int = _DEFAULT.seed,
 ) -> list[dict]:
     """``n`` labelled functions, each with a distance drawn uniformly from ``distances`` (a sequence
     or a range); exactly round(n · positive_fraction) are vulnerable."""
