@@ -75,10 +75,11 @@ def test_analyze_writes_kernels_summary_and_figures(trained):
             assert (out / f"branches_conv3_s4d_{kind}.{ext}").stat().st_size > 1000
 
 
-def test_analyze_length_and_model_without_ssm(trained, capsys):
-    assert main(["analyze", "--run", str(trained["s4d"]), "--length", "100"]) == 0
-    with np.load(trained["s4d"] / "analysis" / "kernels.npz") as npz:
+def test_analyze_length_and_model_without_ssm(trained, capsys, tmp_path):
+    assert main(["analyze", "--run", str(trained["s4d"]), "--length", "100", "--out", str(tmp_path / "l100")]) == 0
+    with np.load(tmp_path / "l100" / "kernels.npz") as npz:
         assert npz["branches.s4d"].shape == (16, 100)
+    assert json.loads((tmp_path / "l100" / "summary.json").read_text())["length"] == 100
     assert main(["analyze", "--run", str(trained["cnn"])]) == 0
     assert "no SSM layer" in capsys.readouterr().out
     summary = json.loads((trained["cnn"] / "analysis" / "summary.json").read_text())

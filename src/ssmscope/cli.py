@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="extract and measure every S4D kernel of a trained run")
     p.add_argument("--run", required=True, help="run directory written by train")
     p.add_argument("--length", type=int, default=None, help="kernel length in taps (default: the run's --max-len)")
+    p.add_argument("--out", default=None, help="folder for the analysis (default RUN/analysis, which report reads)")
 
     p = sub.add_parser("probe", help="evaluate a trained run while truncating or band-limiting its kernels")
     p.add_argument("--run", required=True, help="run directory written by train")
@@ -129,7 +130,7 @@ def _evaluate(args) -> None:
 def _analyze(args) -> None:
     from .analysis.kernels import analyze_run
 
-    summary = analyze_run(args.run, args.length)
+    summary = analyze_run(args.run, args.length, out=args.out)
     if summary["note"]:
         print(summary["note"])
     for layer in summary["layers"]:
@@ -138,7 +139,7 @@ def _analyze(args) -> None:
             f"{layer['name']}: dominant frequency {m['dominant_frequency']:.4f} cycles/sample "
             f"(~{m['dependency_range_tokens']:.0f} tokens), entropy {m['spectral_entropy_bits']:.3f} bits, {m['filter_type']}"
         )
-    print(f"analysis written to {Path(args.run) / 'analysis'}")
+    print(f"analysis written to {args.out or Path(args.run) / 'analysis'}")
 
 
 def _probe(args) -> None:

@@ -54,8 +54,8 @@ def summarize_model(kernels: dict[str, np.ndarray], nfft: int | None = None) -> 
     return {"summary": summary, "spectrum": {"frequency": freqs.tolist(), "power": mean_p.tolist()}}
 
 
-def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = True) -> dict:
-    """Extract, measure and plot every kernel of a finished run into RUN_DIR/analysis/.
+def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = True, out: str | Path | None = None) -> dict:
+    """Extract, measure and plot every kernel of a finished run into RUN_DIR/analysis/ (or ``out``).
 
     Writes kernels.npz (one (H, L) array per layer, named by its place in the model),
     summary.json and, with ``figures``, PNG and SVG figures. Returns the summary.
@@ -71,8 +71,8 @@ def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = 
     if length < 2:
         raise SsmscopeError(f"--length must be at least 2 taps, got {length}")
     kernels = extract_kernels(model, length)
-    out = run_dir / "analysis"
-    out.mkdir(exist_ok=True)
+    out = Path(out) if out else run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
     summary = {
         "run": str(run_dir),
         "arch": config.arch,
