@@ -14,7 +14,6 @@ Writes OUT/distance_table.md and OUT/distance_results.json; re-running skips fin
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
