@@ -76,7 +76,7 @@ def bench_train_steps() -> dict:
         model = build_model(arch, 5000)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-        def step():
+        def step(model=model, optimizer=optimizer):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
             optimizer.zero_grad()
             loss.backward()

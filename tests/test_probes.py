@@ -1,6 +1,5 @@
 """Probes on a model whose kernel is built by hand, so every intervention has a known effect."""
 
-import json
 
 import numpy as np
 import pytest

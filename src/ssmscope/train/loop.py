@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..config import DataConfig, ModelConfig, RunConfig
+from ..config import RunConfig
 from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
 from ..errors import SsmscopeError
 from ..models import build_model, resolve_arch
