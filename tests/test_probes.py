@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssmscope.analysis.probes import band_pass, intervene, run_probes, truncate, truncation_grid, used_range
+from ssmscope.analysis.probes import band_pass, intervene, run_probes, truncate, truncation_grid, used_range, used_range_auc
 from ssmscope.config import ModelConfig
 from ssmscope.models import build_model
 from ssmscope.train.metrics import binary_metrics
@@ -63,6 +63,7 @@ def test_truncation_has_the_known_effect():
     assert all(by_taps[m] == 0.0 for m in (0, 1, 2, 4))  # lag 5 cut away: nothing reaches the pool
     assert all(by_taps[m] == 1.0 for m in (8, 16, 32, 40))
     assert results["used_range_tokens"] == 8  # the first grid point beyond the true lag
+    assert results["used_range_auc_tokens"] == 8  # AUC 0.5 without the lag-5 tap, 1 with it
 
 
 def test_interventions_are_undone():
@@ -95,3 +96,6 @@ def test_grid_and_used_range():
     assert truncation_grid(5) == [0, 1, 2, 4, 5]
     rows = [{"taps": 0, "f1": 0.1}, {"taps": 4, "f1": 0.5}, {"taps": 8, "f1": 0.45}, {"taps": 16, "f1": 0.5}]
     assert used_range(rows, 0.5) == 4 and used_range(rows, 0.0) is None
+    aucs = [{"taps": 0, "roc_auc": 0.70}, {"taps": 4, "roc_auc": 0.72}, {"taps": 8, "roc_auc": 0.737}, {"taps": 16, "roc_auc": 0.75}]
+    assert used_range_auc(aucs, 0.74) == 8  # 0.037 >= 0.9 * 0.04
+    assert used_range_auc(aucs, 0.69) == 0 and used_range_auc(aucs, None) is None

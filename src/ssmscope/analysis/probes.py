@@ -5,7 +5,10 @@ causation. A probe does: it changes the kernels and watches the metric.
 
 * truncation: keep only the first m taps of every kernel, K'[l] = K[l] for l < m, else 0, for m
   on a log grid up to the full length. The *used range* is the smallest m whose F1 is at least
-  90% of the unmodified model's F1: the context the model needs.
+  90% of the unmodified model's F1: the context the model needs. F1 sits on a fixed decision
+  threshold, and cutting taps also shifts the logits, so F1 can collapse while the ranking of
+  functions survives; the *AUC used range* is therefore reported too: the smallest m that
+  recovers 90% of the ROC-AUC the kernel adds over m = 0 (only the D skip path left).
 * band filtering: keep only one frequency band of every kernel, K' = irfft(rfft(K) · 1[f ∈ band]),
   with the analysis's band edges (low < 0.1 ≤ mid < 0.25 ≤ high cycles/sample).
 
@@ -81,6 +84,17 @@ def used_range(truncations: list[dict], full_f1: float, fraction: float = USED_R
     return min(t["taps"] for t in truncations if t["f1"] >= fraction * full_f1)
 
 
+def used_range_auc(truncations: list[dict], full_auc: float | None, fraction: float = USED_RANGE_FRACTION) -> int | None:
+    """Smallest m with AUC(m) - AUC(0) >= fraction · (AUC(full) - AUC(0)); 0 if the kernel adds nothing."""
+    zero = truncations[0]["roc_auc"]
+    if full_auc is None or zero is None:
+        return None
+    gain = full_auc - zero
+    if gain <= 0:
+        return 0
+    return min(t["taps"] for t in truncations if t["roc_auc"] is not None and t["roc_auc"] - zero >= fraction * gain)
+
+
 def run_probes(
     model: nn.Module,
     score: Callable[[nn.Module], dict],
@@ -107,6 +121,7 @@ def run_probes(
         "unmodified": _brief(full),
         "truncation": truncations,
         "used_range_tokens": used_range(truncations, full["f1"]),
+        "used_range_auc_tokens": used_range_auc(truncations, full["roc_auc"]),
         "used_range_fraction": USED_RANGE_FRACTION,
         "bands": bands,
         "band_edges": list(band_edges),

@@ -93,6 +93,7 @@ def table_rows(records: list[RunRecord]) -> list[dict]:
             "dependency range": _mean_std([m["dependency_range_tokens"] for m in medians], 1),
             "energy length": _mean_std([m["energy_length_90"] for m in medians], 1),
             "probed range": _mean_std([p["used_range_tokens"] for r in runs for p in r.probes[:1] if p.get("has_kernels")], 1),
+            "probed range (AUC)": _mean_std([p.get("used_range_auc_tokens") for r in runs for p in r.probes[:1] if p.get("has_kernels")], 1),
         })
     return rows
 
@@ -109,14 +110,15 @@ TABLE_NOTE = (
     "Test metrics of the best validation epoch. Spectral columns pool every S4D channel of a model: dominant "
     "frequency (cycles/sample), spectral entropy (bits), dependency range (tokens) and energy length (taps) are "
     "medians over channels; the filter type is that of the channel-averaged spectrum (with the most common "
-    "channel type when it differs). Probed range: the fewest kernel taps that keep 90% of the model's F1 "
-    "(ssmscope probe, first probe dataset of each run). Mean ± sample std over seeds."
+    "channel type when it differs). Probed range: the fewest kernel taps that keep 90% of the model's F1; "
+    "(AUC): the fewest that recover 90% of the ROC-AUC the kernel adds over none (ssmscope probe, first "
+    "probe dataset of each run). Mean ± sample std over seeds."
 )
 
 
 def table_columns(rows: list[dict]) -> tuple[str, ...]:
     """The report's columns; "probed range" (used range from `ssmscope probe`) only when some run has probes."""
-    return COLUMNS + ("probed range",) if any(r["probed range"] != "–" for r in rows) else COLUMNS
+    return COLUMNS + ("probed range", "probed range (AUC)") if any(r["probed range"] != "–" for r in rows) else COLUMNS
 
 
 def _markdown_table(rows: list[dict]) -> str:
