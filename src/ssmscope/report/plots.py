@@ -97,20 +97,22 @@ def plot_layer(bank: np.ndarray, layer: dict, out_dir: Path, title: str) -> list
 
 
 def plot_training_spectra(epochs: list[dict], out_dir: Path) -> list[Path]:
-    """Dominant frequency and spectral entropy of each layer's mean spectrum against epoch (0: initialisation)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    names = [layer["name"] for layer in epochs[0]["layers"]]
-    for name in names:
-        xs = [e["epoch"] for e in epochs]
-        rows = [next(l for l in e["layers"] if l["name"] == name)["mean_spectrum"] for e in epochs]
-        left.plot(xs, [r["dominant_frequency"] for r in rows], marker="o", label=name)
-        right.plot(xs, [r["spectral_entropy_bits"] for r in rows], marker="o", label=name)
-    left.set_xlabel("epoch")
-    left.set_ylabel("dominant frequency (cycles/sample)")
-    right.set_xlabel("epoch")
-    right.set_ylabel("spectral entropy (bits)")
-    left.legend(fontsize=8)
-    fig.suptitle("kernel spectra during training")
+    """Channel-median dominant frequency and spectral entropy of each layer against epoch (0:
+    initialisation), with the inter-quartile range over channels shaded."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    xs = [e["epoch"] for e in epochs]
+    for name in [layer["name"] for layer in epochs[0]["layers"]]:
+        rows = [next(l for l in e["layers"] if l["name"] == name)["channels"] for e in epochs]
+        for ax, key in zip(axes, ("dominant_frequency", "spectral_entropy_bits")):
+            median = [r[key]["median"] for r in rows]
+            line, = ax.plot(xs, median, marker="o", label=name)
+            ax.fill_between(xs, [r[key]["q1"] for r in rows], [r[key]["q3"] for r in rows], color=line.get_color(), alpha=0.15)
+    axes[0].set_ylabel("dominant frequency (cycles/sample)")
+    axes[1].set_ylabel("spectral entropy (bits)")
+    for ax in axes:
+        ax.set_xlabel("epoch (0 = initialisation)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("kernel spectra during training: median and inter-quartile range over channels")
     return _save(fig, Path(out_dir) / "training_spectra")
 
 
