@@ -58,7 +58,7 @@ def main() -> None:
         data = study / "data" / "synthetic.jsonl.gz"
         data.parent.mkdir(parents=True, exist_ok=True)
         write_jsonl(data, generate(args.n, [d], seed=d))
-        max_len = 1 << int(np.ceil(np.log2(d + 160)))  # every function whole (≈ d + 150 tokens at most)
+        max_len = 1 << int(np.ceil(np.log2(3 * d + 200)))  # every function whole (≈ 3d + 180 tokens at most)
         base = RunConfig("s4d", str(data.resolve()), DataConfig(max_len=max_len), train=TrainConfig(epochs=args.epochs, track_kernels=True))
         reproduce(base, study, args.archs, args.seeds, log=print)
         for arch in args.archs:

@@ -27,10 +27,10 @@ def places(record):
     """(first place, second place, label by rule) found in the token stream, independently of the generator."""
     tokens = lex(record["code"])
     if record["kind"] == "buffer_overflow":
-        decl = next(i for i in range(len(tokens) - 5) if tokens[i] == "char" and tokens[i + 2] == "[")
-        name, size = tokens[decl + 1], int(tokens[decl + 3])
-        copy = find(tokens, ["memcpy", "(", name, ",", "src", ","])
-        return decl, copy, int(int(tokens[copy + 6]) > size)
+        copy = find(tokens, ["memcpy", "("])
+        name = tokens[copy + 2]
+        decl = find(tokens, ["char", name, "["])  # the declaration the copy's target binds to
+        return decl, copy, int(int(tokens[copy + 6]) > int(tokens[decl + 3]))
     alloc = find(tokens, ["char", "*", None, "=", "malloc"])
     name, after = tokens[alloc + 2], alloc + 5
     if record["kind"] == "use_after_free":
@@ -65,10 +65,33 @@ def test_class_balance_is_exact():
     assert sum(r["label"] for r in records) == round(101 * 0.3)
 
 
+def test_no_shortcut_is_shorter_than_the_distance():
+    """The allocation (order kinds) and the function's end are at least ``distance`` tokens from
+    the nearer event, and each buffer_overflow function declares both the small and the large size."""
+    for r in generate(300, distances=[8, 40, 100], seed=4):
+        tokens = lex(r["code"])
+        first, second, _ = places(r)
+        assert len(tokens) - 4 - second >= r["distance"]  # 4: "return x ; }"
+        if r["kind"] == "buffer_overflow":
+            sizes = sorted(int(tokens[i + 3]) for i in range(len(tokens) - 3) if tokens[i] == "char" and tokens[i + 2] == "[")
+            copied = int(tokens[find(tokens, ["memcpy", "("]) + 6])
+            assert len(sizes) == 2 and sizes[0] < copied < sizes[1]
+        else:
+            assert first - (find(tokens, ["malloc", "("]) + 5) >= r["distance"]
+
+
 def test_bag_of_tokens_is_near_chance():
-    """A logistic regression on token counts, 5-fold cross-validated, stays near 50% (balanced),
-    overall and within each kind, while the two-place rule above is exact."""
+    """Logistic regressions on token counts and on counts of 1- to 3-grams (local patterns),
+    5-fold cross-validated, stay near 50% (balanced), overall and within each kind, while the
+    two-place rule above is exact."""
     records = generate(1500, distances=[8, 64, 256], seed=5)
+    ngrams = CountVectorizer(tokenizer=lex, lowercase=False, token_pattern=None, ngram_range=(1, 3), min_df=2)
+    for kind in KINDS:
+        subset = [r for r in records if r["kind"] == kind]
+        X = ngrams.fit_transform([r["code"] for r in subset])
+        y = np.array([r["label"] for r in subset])
+        accuracy = cross_val_score(LogisticRegression(solver="liblinear", max_iter=1000), X, y, cv=5).mean()
+        assert accuracy < 0.58, (kind, "1-3 grams", accuracy)
     vectorizer = CountVectorizer(tokenizer=lex, lowercase=False, token_pattern=None)
     for kind in (None, *KINDS):
         subset = [r for r in records if kind is None or r["kind"] == kind]

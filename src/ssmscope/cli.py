@@ -134,10 +134,11 @@ def _analyze(args) -> None:
     if summary["note"]:
         print(summary["note"])
     for layer in summary["layers"]:
-        m = layer["summary"]["mean_spectrum"]
+        median = {k: v["median"] for k, v in layer["summary"]["channels"].items()}
         print(
-            f"{layer['name']}: dominant frequency {m['dominant_frequency']:.4f} cycles/sample "
-            f"(~{m['dependency_range_tokens']:.0f} tokens), entropy {m['spectral_entropy_bits']:.3f} bits, {m['filter_type']}"
+            f"{layer['name']}: channel medians: dominant frequency {median['dominant_frequency']:.4f} cycles/sample "
+            f"(~{median['dependency_range_tokens']:.0f} tokens), entropy {median['spectral_entropy_bits']:.3f} bits, "
+            f"energy length {median['energy_length_90']:.0f} taps; averaged spectrum {layer['summary']['mean_spectrum']['filter_type']}"
         )
     print(f"analysis written to {args.out or Path(args.run) / 'analysis'}")
 
@@ -180,7 +181,7 @@ def _reproduce(args) -> None:
         print(f"no --data: the embedded synthetic corpus ({EMBEDDED_CORPUS.n} functions, distances {EMBEDDED_CORPUS.distances}) is {data_path}")
     else:
         data_path = Path(args.data)
-    max_len = args.max_len or (EMBEDDED_MAX_LEN if args.data is None else DataConfig().max_len)
+    max_len = args.max_len if args.max_len is not None else (EMBEDDED_MAX_LEN if args.data is None else DataConfig().max_len)
     base = RunConfig(
         arch="s4d",
         data_path=str(data_path.resolve()),

@@ -67,7 +67,7 @@ def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = 
     if not (run_dir / "metrics.json").is_file():
         raise SsmscopeError(f"{run_dir}: the run has not finished (no metrics.json); finish or resume training before analysing it")
     config, _, model = load_run(run_dir)
-    length = length or config.data.max_len
+    length = config.data.max_len if length is None else length
     if length < 2:
         raise SsmscopeError(f"--length must be at least 2 taps, got {length}")
     kernels = extract_kernels(model, length)

@@ -1,20 +1,24 @@
 """A synthetic vulnerability corpus whose label is decided by two places a known distance apart.
 
-Each function holds two *events*, short statements that start ``distance`` tokens apart (as
+Each function holds two *events*, short statements whose starts lie ``distance`` tokens apart (as
 :func:`ssmscope.data.lex` counts them), with randomly generated filler code around and between them
 (declarations, arithmetic, loops, conditionals, calls). The label depends only on a relation
-between the two events, and both classes contain the same multiset of tokens, so no local
-pattern and no bag of tokens reveals it:
+between the two events, and both classes contain the same multiset of tokens:
 
-``buffer_overflow``  ``char NAME[S];`` … ``memcpy(NAME, src, C);``  vulnerable iff C > S.
-                     S and C are a random pair of distinct sizes; which is which decides the label.
+``buffer_overflow``  ``char NAME[S];`` … ``memcpy(NAME, src, C);`` and, at a random place before the
+                     first event or after the second, ``char OTHER[S'];``. Sizes a < C < b: the copy
+                     overflows (vulnerable) when NAME is the buffer of size a. Both sizes are always
+                     declared, so only binding the copy's target to its declaration tells the classes
+                     apart (after max-pooling, a linear head cannot compute that match).
 ``use_after_free``   ``free(NAME);`` and a write ``*NAME = v;``  vulnerable iff the free comes first.
 ``null_check``       ``if (!NAME) return 0;`` and a write ``NAME[i] = -v;``  (NAME from malloc)
                      vulnerable iff the write comes first (the check is too late).
 
-The two events of a kind have the same number of tokens, so neither the filler between them nor
-the function's length depends on their order. Events are at most 8 tokens long, the smallest
-distance that works for every kind (MIN_DISTANCE).
+No shortcut is shorter than the distance: the two events of an order kind have the same number
+of tokens (so the filler between them does not depend on their order), and the filler before the
+first event and after the second is at least ``distance`` tokens long, so the fixed anchors (the
+allocation, the function's start and end) are never nearer to an event than the other event is.
+The longest first event has 8 tokens, the smallest distance that works for every kind (MIN_DISTANCE).
 
 Records: ``{"id", "label", "code", "kind", "distance"}``; the same arguments give the same bytes.
 Code is laid out like ReVeal's (tokens separated by spaces, a line break after ``;``, ``{``, ``}``).
@@ -44,24 +48,31 @@ COMPARE = ("<", ">", "<=", ">=", "!=", "==")
 class Events:
     first: list[str]
     second: list[str]
-    setup: list[str]
+    setup: list[str]  # before the lead-in filler (the allocation)
+    elsewhere: list[str]  # one statement at a random place of the lead-in or the tail filler
 
 
-def _events(kind: str, label: int, name: str, rng: random.Random) -> Events:
+def _events(kind: str, label: int, rng: random.Random) -> Events:
+    name, other = rng.sample(EVENT_NAMES, 2)
     index, value = str(rng.randrange(0, 8)), str(rng.randrange(0, 128))
     alloc = ["char", "*", name, "=", "malloc", "(", "n", ")", ";"]
     if kind == "buffer_overflow":
-        small, large = sorted(rng.sample(SIZES, 2))
-        size, copied = (small, large) if label else (large, small)
-        return Events(["char", name, "[", str(size), "]", ";"], ["memcpy", "(", name, ",", "src", ",", str(copied), ")", ";"], [])
+        small, copied, large = sorted(rng.sample(SIZES, 3))
+        size, other_size = (small, large) if label else (large, small)
+        return Events(
+            ["char", name, "[", str(size), "]", ";"],
+            ["memcpy", "(", name, ",", "src", ",", str(copied), ")", ";"],
+            [],
+            ["char", other, "[", str(other_size), "]", ";"],
+        )
     if kind == "use_after_free":
         free = ["free", "(", name, ")", ";"]  # 5 tokens
         write = ["*", name, "=", value, ";"]  # 5 tokens
-        return Events(free, write, alloc) if label else Events(write, free, alloc)
+        return Events(free, write, alloc, []) if label else Events(write, free, alloc, [])
     if kind == "null_check":
         check = ["if", "(", "!", name, ")", "return", "0", ";"]  # 8 tokens
         write = [name, "[", index, "]", "=", "-", value, ";"]  # 8 tokens
-        return Events(write, check, alloc) if label else Events(check, write, alloc)
+        return Events(write, check, alloc, []) if label else Events(check, write, alloc, [])
     raise SsmscopeError(f"--kinds: unknown kind {kind!r}; known: {', '.join(KINDS)}")
 
 
@@ -128,6 +139,12 @@ def filler(rng: random.Random, n_tokens: int) -> list[str]:
     return out
 
 
+def _with_statement(rng: random.Random, n_tokens: int, statement: list[str]) -> list[str]:
+    """``n_tokens`` of filler with ``statement`` (possibly empty) inserted at a random split."""
+    split = rng.randint(0, n_tokens)
+    return filler(rng, split) + statement + filler(rng, n_tokens - split)
+
+
 def _layout(tokens: list[str]) -> str:
     lines, line = [], []
     for token in tokens:
@@ -157,19 +174,20 @@ def parse_distances(spec: str) -> list[int] | range:
 
 
 def make_function(kind: str, label: int, distance: int, rng: random.Random) -> str:
-    name = rng.choice(EVENT_NAMES)
-    events = _events(kind, label, name, rng)
+    events = _events(kind, label, rng)
     if distance < len(events.first):
         raise SsmscopeError(f"--distances: {distance} tokens is shorter than the first event of {kind} ({len(events.first)} tokens)")
     declared = rng.sample(FILLER_VARS, len(FILLER_VARS))
     tokens = ["int", rng.choice(FUNCTION_NAMES) + f"_{rng.randrange(1000)}", "(", "const", "char", "*", "src", ",", "int", "n", ")", "{"]
     tokens += ["int", *sum(([v, "="] + [str(rng.randrange(4))] + [","] for v in declared), [])[:-1], ";"]
+    lead_in, tail = rng.randint(distance, distance + 40), rng.randint(distance, distance + 40)
+    before, after = (events.elsewhere, []) if rng.random() < 0.5 else ([], events.elsewhere)
     tokens += events.setup
-    tokens += filler(rng, rng.randint(4, 40))
+    tokens += _with_statement(rng, lead_in, before)
     tokens += events.first
     tokens += filler(rng, distance - len(events.first))
     tokens += events.second
-    tokens += filler(rng, rng.randint(4, 40))
+    tokens += _with_statement(rng, tail, after)
     tokens += ["return", rng.choice(FILLER_VARS), ";", "}"]
     return _layout(tokens)
 

@@ -118,7 +118,8 @@ TABLE_NOTE = (
 
 def table_columns(rows: list[dict]) -> tuple[str, ...]:
     """The report's columns; "probed range" (used range from `ssmscope probe`) only when some run has probes."""
-    return COLUMNS + ("probed range", "probed range (AUC)") if any(r["probed range"] != "–" for r in rows) else COLUMNS
+    probed = any(r["probed range"] != "–" or r["probed range (AUC)"] != "–" for r in rows)
+    return COLUMNS + ("probed range", "probed range (AUC)") if probed else COLUMNS
 
 
 def _markdown_table(rows: list[dict]) -> str:
@@ -161,10 +162,10 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
     overlay = _overlay(records, figures_dir / "spectra_overlay.png")
 
     sections = []  # (heading, [figure paths inside out_dir], note)
-    for r in records:
+    for number, r in enumerate(records):
         copied = []
-        for fig in r.figures:
-            target = figures_dir / f"{slug(r.arch)}-seed{r.seed}-{fig.parent.name}-{fig.name}"
+        for fig in r.figures:  # numbered: two runs of the same arch and seed must not overwrite each other
+            target = figures_dir / f"{number:02d}-{slug(r.arch)}-{fig.parent.name}-{fig.name}"
             shutil.copyfile(fig, target)
             copied.append(target)
         note = r.analysis.get("note") if r.analysis else "not analysed (run ssmscope analyze --run DIR)"

@@ -39,7 +39,7 @@ from .metrics import binary_metrics
 from .progress import ProgressBar
 
 RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt", "kernels.jsonl")
-DERIVED_DIRS = ("analysis", "evaluations")  # made from model.pt; stale once the run is retrained
+DERIVED_DIRS = ("analysis", "evaluations", "probes")  # made from model.pt; stale once the run is retrained
 
 
 def resolve_device(name: str) -> torch.device:
