@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
+from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
 from .errors import SsmscopeError
 from .models import ARCHITECTURES, VARIANTS
 
@@ -186,6 +186,7 @@ def _reproduce(args) -> None:
         arch="s4d",
         data_path=str(data_path.resolve()),
         data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=max_len, limit=args.limit),
+        model=EMBEDDED_MODEL if args.data is None else ModelConfig(),
         train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device, track_kernels=True),
     )
     rows, report = reproduce(base, args.out, args.archs or STUDY_ARCHS, args.seeds)

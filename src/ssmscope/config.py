@@ -67,9 +67,10 @@ class SyntheticConfig:
 
 
 # `ssmscope reproduce` without --data: the corpus it generates and the settings that differ from the
-# defaults above, sized so that `make demo` finishes within 10 minutes on 2 cores (docs/METHODS.md).
+# defaults (ModelConfig is defined above them), sized so that `make demo` finishes within 10 minutes on 2 cores (docs/METHODS.md).
 EMBEDDED_CORPUS = SyntheticConfig(n=1200, distances=(8, 32, 128))
 EMBEDDED_MAX_LEN = 640  # the longest embedded function is ≈ 3 · 128 + 180 tokens: nothing is cut
+EMBEDDED_MODEL = ModelConfig(embed_dim=64, num_filters=64)  # a 195-token vocabulary needs no 128 wide model
 
 
 @dataclass(frozen=True)
