@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--init", default=ModelConfig().s4d_init, choices=("lin", "inv"))
     args = parser.parse_args()
     cfg = ModelConfig()
-    readings = {"dominant_frequency": [], "spectral_entropy_bits": [], "energy_length_90": [], "mean_spectrum_entropy": []}
+    readings = {"dominant_frequency": [], "spectral_entropy_bits": [], "energy_length_90": [], "mean_spectrum_entropy": [], "band_pass_share": []}
     types = Counter()
     for seed in range(args.seeds):
         torch.manual_seed(seed)
@@ -38,6 +38,7 @@ def main() -> None:
         for key in ("dominant_frequency", "spectral_entropy_bits", "energy_length_90"):
             readings[key].append(summary["channels"][key]["median"])
         readings["mean_spectrum_entropy"].append(summary["mean_spectrum"]["spectral_entropy_bits"])
+        readings["band_pass_share"].append(summary["filter_type_share"]["band-pass"])
         types[summary["mean_spectrum"]["filter_type"]] += 1
     print(f"untrained S4D(H={cfg.embed_dim}, N={cfg.d_state}, init={args.init}), L={args.length}, {args.seeds} seeds")
     print(f"{'reading':<34}{'min':>9}{'q05':>9}{'median':>9}{'q95':>9}{'max':>9}")
