@@ -86,6 +86,15 @@ def test_analyze_length_and_model_without_ssm(trained, capsys, tmp_path):
     assert summary["layers"] == [] and summary["model"] is None
 
 
+def test_an_all_zero_kernel_is_a_clear_error():
+    from ssmscope.analysis.kernels import analyze_kernels
+
+    bank = np.random.default_rng(0).standard_normal((3, 16))
+    bank[1] = 0
+    with pytest.raises(SsmscopeError, match=r"layer x: channel\(s\) \[1\] have an all-zero kernel"):
+        analyze_kernels({"x": bank})
+
+
 def test_kernel_contract_is_any_module_with_kernel():
     class Toy(torch.nn.Module):
         def kernel(self, L):

@@ -34,6 +34,9 @@ def analyze_kernels(kernels: dict[str, np.ndarray], nfft: int | None = None) -> 
     """[{"name", "summary", "channels": [metrics dict per channel]}] for a dict of kernel banks."""
     layers = []
     for name, bank in kernels.items():
+        silent = np.flatnonzero(~np.any(bank != 0, axis=-1))
+        if silent.size:
+            raise SsmscopeError(f"layer {name}: channel(s) {silent.tolist()[:5]} have an all-zero kernel, which has no spectrum; the model is degenerate")
         summary, channels = summarize_layer(bank, nfft)
         layers.append({"name": name, "summary": summary, "channels": [c.to_dict() for c in channels]})
     return layers
