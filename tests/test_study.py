@@ -197,7 +197,18 @@ def test_probe_command_and_report_column(trained, tiny_data, tmp_path, capsys):
     assert results["functions"] == 120 and results["has_kernels"]
     full = results["truncation"][-1]
     longest = max(len(lex(json.loads(line)["code"])) for line in tiny_data.read_text().splitlines())
-    assert full["taps"] == longest and full["f1"] == results["unmodified"]["f1"]  # keeping every tap changes nothing
+    assert [t["taps"] for t in results["truncation"]] == [0, 1, 2, 4, 8, 16, 32, longest]
+    # m = 0 through a second path: the same model with C = 0 has an all-zero kernel
+    from ssmscope.data import load_dataset
+    from ssmscope.train.loop import encode_for_run, predict
+    from ssmscope.train.metrics import binary_metrics
+
+    config, vocab, model = load_run(trained["s4d"])
+    with torch.no_grad():
+        model.branches["s4d"].C.zero_()
+    split = encode_for_run(config, vocab, load_dataset(tiny_data))
+    silenced = binary_metrics(split.labels, predict(model, split, 64, torch.device("cpu")))
+    assert results["truncation"][0]["f1"] == silenced["f1"] and results["truncation"][0]["roc_auc"] == pytest.approx(silenced["roc_auc"])
     assert (trained["s4d"] / "probes" / "tiny.png").is_file()
     assert main(["probe", "--run", str(trained["cnn"]), "--data", str(tiny_data)]) == 0
     assert "no SSM kernel" in capsys.readouterr().out

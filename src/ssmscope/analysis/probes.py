@@ -140,10 +140,10 @@ def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, 
     import json
     from pathlib import Path
 
-    from ..data import encode, load_dataset, tokenize
+    from ..data import load_dataset
     from ..data.sources import dataset_stem
     from ..files import write_json
-    from ..train.loop import load_run, predict, resolve_device
+    from ..train.loop import encode_for_run, load_run, predict, resolve_device
     from ..train.metrics import binary_metrics
 
     dev = resolve_device(device)
@@ -154,7 +154,7 @@ def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, 
         records = [r for r in load_dataset(config.data_path, d.code_field, d.label_field) if r.index in test]
     else:
         records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field)
-    split = encode([tokenize(r.code, d.normalize) for r in records], [r.label for r in records], vocab, d.max_len, records)
+    split = encode_for_run(config, vocab, records)
     data_name = f"{config.data_path} (test split)" if data_path is None else str(data_path)
     results = {"run": str(run_dir), "data": data_name, "functions": len(records), "has_kernels": bool(kernel_modules(model))}
     if results["has_kernels"]:

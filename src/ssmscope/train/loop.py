@@ -235,14 +235,19 @@ def load_run(run_dir: str | Path, device: torch.device | None = None) -> tuple[R
     return config, vocab, model.to(device or torch.device("cpu")).eval()
 
 
+def encode_for_run(config: RunConfig, vocab: Vocab, records) -> EncodedSplit:
+    """Records tokenized, truncated and encoded exactly as the run's own data was."""
+    d = config.data
+    return encode([tokenize(r.code, d.normalize) for r in records], [r.label for r in records], vocab, d.max_len, records)
+
+
 def evaluate_run(run_dir: str | Path, data_path: str | Path, code_field: str | None = None, label_field: str | None = None, device: str = "auto") -> dict:
     """Score a trained run on every function of a dataset, with the run's own tokenizer and vocabulary."""
     dev = resolve_device(device)
     config, vocab, model = load_run(run_dir, dev)
     d = config.data
     records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field)
-    tokens = [tokenize(r.code, d.normalize) for r in records]
-    split = encode(tokens, [r.label for r in records], vocab, d.max_len, records)
+    split = encode_for_run(config, vocab, records)
     return binary_metrics(split.labels, predict(model, split, config.train.batch_size, dev))
 
 
