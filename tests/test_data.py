@@ -274,3 +274,12 @@ def test_collate_pads_with_pad_id():
     tokens, lengths = collate(seqs, np.array([1, 0]))
     assert lengths.tolist() == [1, 3]
     assert torch.equal(tokens, torch.tensor([[8, PAD_ID, PAD_ID], [5, 6, 7]]))
+
+
+def test_collate_rounds_the_width_up_to_the_padding_multiple():
+    seqs = [np.arange(1, 70), np.arange(1, 5)]
+    tokens, lengths = collate(seqs, np.array([0, 1]), pad_to_multiple=64)
+    assert tokens.shape == (2, 128) and lengths.tolist() == [69, 4]
+    assert torch.equal(tokens[0, :69], torch.arange(1, 70)) and (tokens[0, 69:] == PAD_ID).all()
+    exact, _ = collate(seqs, np.array([1]), pad_to_multiple=4)
+    assert exact.shape == (1, 4)  # already a multiple: no extra column

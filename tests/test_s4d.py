@@ -28,15 +28,49 @@ def numpy_kernel(layer: S4D, L: int) -> np.ndarray:
     return K
 
 
+@pytest.mark.parametrize("method", ["chunked", "vandermonde"])
 @pytest.mark.parametrize("init,disc", VARIANTS)
-@pytest.mark.parametrize("L", [1, 7, 64, 300])
-def test_kernel_matches_float64_closed_form(init, disc, L):
+@pytest.mark.parametrize("L", [1, 2, 7, 64, 300])
+def test_kernel_matches_float64_closed_form(method, init, disc, L):
     torch.manual_seed(0)
     layer = S4D(6, d_state=8, init=init, discretization=disc, dt_min=1e-2, dt_max=0.5)
-    K = layer.kernel(L).detach().double().numpy()
+    K = layer.kernel(L, method).detach().double().numpy()
     ref = numpy_kernel(layer, L)
     assert K.shape == (6, L)
     np.testing.assert_allclose(K, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+
+
+@pytest.mark.parametrize("init,disc", VARIANTS)
+@pytest.mark.parametrize("L", [1000, 1024, 1031])
+def test_fast_kernel_at_the_benchmark_size_is_within_1e4_of_float64(init, disc, L):
+    """The issue's accuracy target, at H=128, N=64 and lengths around 1024 (powers of two or not)."""
+    torch.manual_seed(3)
+    layer = S4D(128, d_state=64, init=init, discretization=disc)
+    ref = numpy_kernel(layer, L)
+    K = layer.kernel(L).detach().double().numpy()
+    assert np.abs(K - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("init,disc", VARIANTS)
+def test_fast_kernel_gradients_equal_the_reference_ones(init, disc):
+    torch.manual_seed(4)
+    layer = S4D(16, d_state=16, init=init, discretization=disc)
+    weights = torch.randn(16, 203)  # a generic loss Σ w ⊙ K, L = 203 is not a multiple of the chunk
+
+    def grads(method):
+        layer.zero_grad()
+        (weights * layer.kernel(203, method)).sum().backward()
+        return {name: p.grad.clone() for name, p in layer.named_parameters() if p.grad is not None}
+
+    fast, reference = grads("chunked"), grads("vandermonde")
+    assert fast.keys() == reference.keys() == {"log_dt", "log_A_real", "A_imag", "C"}
+    for name in fast:
+        torch.testing.assert_close(fast[name], reference[name], rtol=1e-4, atol=1e-4 * reference[name].abs().max().item())
+
+
+def test_unknown_kernel_method_is_refused():
+    with pytest.raises(ValueError, match="chunked"):
+        S4D(2, d_state=4).kernel(8, "fft")
 
 
 def test_initialisations_follow_the_s4d_paper():

@@ -28,9 +28,10 @@ def run_dir_for(out: Path, arch: str, seed: int) -> Path:
 
 
 def _same_experiment(a: RunConfig, b: RunConfig) -> bool:
-    """Equal up to settings that do not change what is trained: where it ran and whether kernels were tracked."""
+    """Equal up to settings that do not change what is trained: where it ran, whether kernels were
+    tracked, and how far batches were padded (the models' outputs do not depend on padding)."""
     def key(c: RunConfig) -> RunConfig:
-        return dataclasses.replace(c, train=dataclasses.replace(c.train, device="auto", track_kernels=False))
+        return dataclasses.replace(c, train=dataclasses.replace(c.train, device="auto", track_kernels=False, pad_to_multiple=1))
 
     return key(a) == key(b)
 

@@ -42,6 +42,29 @@ def initial_A(d_state: int, init: str) -> torch.Tensor:
     return torch.complex(torch.full_like(n, -0.5), imag)
 
 
+def vandermonde_kernel(log_A_bar: torch.Tensor, C_tilde: torch.Tensor, L: int) -> torch.Tensor:
+    """K (H, L) = 2 Re Σ_n C̃[h, n] exp(l · log Ā[h, n]), through the full (H, N/2, L) Vandermonde."""
+    lags = torch.arange(L, device=log_A_bar.device, dtype=log_A_bar.real.dtype)  # (L,)
+    vandermonde = torch.exp(log_A_bar[..., None] * lags)  # (H, N/2, L)
+    return 2 * torch.einsum("hn,hnl->hl", C_tilde, vandermonde).real  # (H, L)
+
+
+def chunked_kernel(log_A_bar: torch.Tensor, C_tilde: torch.Tensor, L: int) -> torch.Tensor:
+    """The same K (H, L) with lags split as l = c·j + i (see ``S4D.kernel``); c = ⌈√L⌉."""
+    H = log_A_bar.shape[0]
+    c = math.isqrt(max(L - 1, 0)) + 1  # chunk length, ⌈√L⌉
+    n_chunks = -(-L // c)
+    dtype = log_A_bar.real.dtype
+    inner = torch.arange(c, device=log_A_bar.device, dtype=dtype)  # (c,)     i
+    outer = torch.arange(n_chunks, device=log_A_bar.device, dtype=dtype) * c  # (J,) c·j
+    within = torch.exp(log_A_bar[..., None] * inner)  # (H, N/2, c)   Ā^i
+    starts = C_tilde[..., None] * torch.exp(log_A_bar[..., None] * outer)  # (H, N/2, J)   C̃ Ā^(c·j)
+    # 2 Re(P Q) = 2 (Re P Re Q - Im P Im Q): one real (J, N) @ (N, c) product per channel.
+    P = torch.cat([starts.real, -starts.imag], dim=1).transpose(1, 2)  # (H, J, N)
+    Q = torch.cat([within.real, within.imag], dim=1)  # (H, N, c)
+    return 2 * torch.bmm(P, Q).reshape(H, n_chunks * c)[:, :L]  # (H, L)
+
+
 class S4D(nn.Module):
     """A diagonal SSM per channel. ``forward`` maps u (B, H, L) to y (B, H, L).
 
@@ -98,15 +121,25 @@ class S4D(nn.Module):
             B_bar = dt / (1 - dtA / 2)
         return log_A_bar, torch.view_as_complex(self.C) * B_bar
 
-    def kernel(self, L: int) -> torch.Tensor:
+    def kernel(self, L: int, method: str = "chunked") -> torch.Tensor:
         """The real convolution kernel K (H, L): K[h, l] = 2 Re Σ_n C̃[h, n] Ā[h, n]^l.
 
-        Direct evaluation through the Vandermonde matrix exp(log Ā · l), an (H, N/2, L) tensor.
+        ``method="chunked"`` (default, fast) splits each lag as l = c·j + i with chunk c ≈ √L:
+
+            K[h, c·j + i] = 2 Re Σ_n (C̃[h, n] Ā[h, n]^(c·j)) · Ā[h, n]^i
+
+        so the kernel is one real matrix product per channel, (L/c, N) @ (N, c), and only
+        H·N/2·(c + L/c) complex exponentials are needed instead of H·N/2·L; no (H, N/2, L) tensor is
+        built, in the forward pass or in the saved tensors for backward. Every power is still one
+        exp of (lag · log Ā), as in the reference, so there is no error growth along the kernel.
+        ``method="vandermonde"`` is the direct reference: exp(log Ā · l) as an (H, N/2, L) tensor.
         """
         log_A_bar, C_tilde = self.discrete_modes()  # (H, N/2) each
-        lags = torch.arange(L, device=log_A_bar.device, dtype=log_A_bar.real.dtype)  # (L,)
-        vandermonde = torch.exp(log_A_bar[..., None] * lags)  # (H, N/2, L)
-        return 2 * torch.einsum("hn,hnl->hl", C_tilde, vandermonde).real  # (H, L)
+        if method == "vandermonde":
+            return vandermonde_kernel(log_A_bar, C_tilde, L)
+        if method == "chunked":
+            return chunked_kernel(log_A_bar, C_tilde, L)
+        raise ValueError(f"kernel method must be 'chunked' or 'vandermonde', got {method!r}")
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """y = K * u + D ⊙ u along the last axis; u, y (B, H, L).

@@ -60,6 +60,8 @@ def validate(config: RunConfig) -> None:
         (t.epochs >= 1, f"--epochs must be at least 1, got {t.epochs}"),
         (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
         (t.lr > 0, f"--lr must be positive, got {t.lr}"),
+        (t.pad_to_multiple >= 1, f"train.pad_to_multiple must be at least 1, got {t.pad_to_multiple}"),
+        (t.bucket_chunk_batches >= 1, f"train.bucket_chunk_batches must be at least 1, got {t.bucket_chunk_batches}"),
         (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes + (m.smr_kernel_size,))})"),
         (d.limit is None or d.limit >= 10, f"--limit must be at least 10, got {d.limit}"),
         (m.d_state >= 2 and m.d_state % 2 == 0, f"d_state must be an even number >= 2, got {m.d_state}"),
@@ -118,7 +120,7 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, device: torc
     model.eval()
     probabilities = np.empty(len(split.sequences), dtype=np.float64)
     for idx in sorted_batches(split.lengths, batch_size):
-        tokens, lengths = collate(split.sequences, idx)
+        tokens, lengths = collate(split.sequences, idx)  # unpadded: probes filter kernels at the batch's length
         logits = model(tokens.to(device), lengths.to(device))  # (B,)
         probabilities[idx] = torch.sigmoid(logits.double()).cpu().numpy()  # float64: no ties from saturation
     return probabilities
@@ -134,7 +136,7 @@ def train_epoch(model, optimizer, loss_fn, split: EncodedSplit, config: RunConfi
     total, count = 0.0, 0
     with ProgressBar(len(batches), f"epoch {epoch}/{t.epochs}") as bar:
         for idx in batches:
-            tokens, lengths = collate(split.sequences, idx)
+            tokens, lengths = collate(split.sequences, idx, t.pad_to_multiple)
             logits = model(tokens.to(device), lengths.to(device))  # (B,)
             loss = loss_fn(logits, labels[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
