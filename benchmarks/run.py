@@ -1,29 +1,48 @@
 """ssmscope benchmarks: plain timings, not tests. ``make bench`` runs this file.
 
-Prints a table and writes benchmarks/results.json. Timings are medians over repeats, taken in
-one process; compare ratios within a run, not absolute numbers across machines.
+Prints a table and writes benchmarks/results.json. Timings are medians over repeats, taken in one
+process; compare ratios within a run, not absolute numbers across machines (docs/PERFORMANCE.md).
 
-    tokenizer       lexing + normalisation throughput on ReVeal (or on synthetic C if absent)
-    s4d_layer       S4D forward+backward, float32, one thread, B=16 H=128 N=64 L=1024
-    train_step      one optimiser step per architecture at defaults, B=64, L=256 (tokens/s)
+    tokenizer     lexing + normalisation throughput on ReVeal (or on synthetic C if absent)
+    s4d_layer     S4D forward+backward, float32, one thread, B=16 H=128 N=64 L=1024: the layer
+                  with the fast (chunked) kernel, with the reference (Vandermonde) kernel, as first
+                  written (Vandermonde + autograd FFT), and S5 from s5-pytorch
+    scaling       the same for the fast and reference kernels as L, H and N grow
+    train_tokens  training steps per architecture on ReVeal-shaped batches, with and without length
+                  bucketing (real, unpadded tokens per second)
+    analysis      every metric of a (128, 1024) kernel bank
+    streaming     S4D.step, one token at a time: tokens/s and cost early vs late in the stream
+    train_runs    one ReVeal epoch per architecture at defaults, each in a fresh process: epoch
+                  seconds and peak RSS (needs ../shared/data/reveal; the slowest part)
+
+    .venv/bin/python benchmarks/run.py [--only SECTION ...] [--skip SECTION ...]
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ssmscope.analysis.metrics import analyze_bank
+from ssmscope.config import RunConfig, TrainConfig
 from ssmscope.data import load_dataset, tokenize
+from ssmscope.data.batching import collate, length_grouped_batches
 from ssmscope.models import ARCHITECTURES, S4D, build_model
 
 HERE = Path(__file__).resolve().parent
 REVEAL = HERE.parents[1] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
+SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "analysis", "streaming", "train_runs")
 
 
 def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
@@ -35,6 +54,46 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+class one_thread:
+    """Run a block on one intra-op thread (the layer targets are stated for one thread)."""
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.threads)
+
+
+def reference(layer: S4D) -> S4D:
+    """The same layer, parameters shared, whose ``kernel`` is the direct Vandermonde evaluation."""
+    layer = copy.copy(layer)
+    layer.kernel = lambda L: S4D.kernel(layer, L, "vandermonde")
+    return layer
+
+
+class Straightforward(torch.nn.Module):
+    """The layer as first written: Vandermonde kernel and autograd through rfft/irfft (no custom backward)."""
+
+    def __init__(self, layer: S4D):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        L = u.shape[-1]
+        K = self.layer.kernel(L, "vandermonde")  # (H, L)
+        y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(K, n=2 * L), n=2 * L)[..., :L]
+        return y + self.layer.D[:, None] * u
+
+
+def layer_fwd_bwd_seconds(layer: torch.nn.Module, u: torch.Tensor, repeats: int = 5) -> float:
+    def step():
+        layer.zero_grad(set_to_none=True)
+        layer(u).sum().backward()
+
+    return median_seconds(step, repeats)
 
 
 def bench_tokenizer() -> dict:
@@ -50,59 +109,194 @@ def bench_tokenizer() -> dict:
 
 
 def bench_s4d_layer() -> dict:
-    torch.set_num_threads(1)
+    B, H, N, L = 16, 128, 64, 1024
     torch.manual_seed(0)
-    layer = S4D(128, d_state=64)
-    u = torch.randn(16, 128, 1024, requires_grad=True)
+    layer = S4D(H, d_state=N)
+    u = torch.randn(B, H, L, requires_grad=True)  # (B, H, L)
+    with one_thread():
+        fast = layer_fwd_bwd_seconds(layer, u, repeats=7)
+        slow = layer_fwd_bwd_seconds(reference(layer), u, repeats=7)
+        plain = layer_fwd_bwd_seconds(Straightforward(layer), u, repeats=7)
+        fast_kernel = median_seconds(lambda: layer.kernel(L).sum().backward())
+        slow_kernel = median_seconds(lambda: layer.kernel(L, "vandermonde").sum().backward())
+        s5 = bench_s5(B, H, N, L)
+    exact = copy.deepcopy(layer).double().kernel(L, "vandermonde").detach()  # float64, direct form
+    error = (layer.kernel(L).detach().double() - exact).abs().max() / exact.abs().max()
+    return {
+        "shape": f"B={B} H={H} N={N} L={L}, float32, 1 thread",
+        "fast_ms": fast * 1e3, "reference_ms": slow * 1e3, "speedup": slow / fast,
+        "straightforward_ms": plain * 1e3, "speedup_vs_straightforward": plain / fast,
+        "fast_kernel_ms": fast_kernel * 1e3, "reference_kernel_ms": slow_kernel * 1e3,
+        "fast_kernel_share": fast_kernel / fast, "reference_kernel_share": slow_kernel / slow,
+        "fast_max_error_vs_float64": float(error),  # max |K_fast - K_float64| / max |K_float64|
+        "s5": s5, "s5_over_fast": None if s5 is None else s5["ms"] / (fast * 1e3),
+    }
 
-    def step():
-        layer.zero_grad(set_to_none=True)
-        layer(u).sum().backward()
 
-    seconds = median_seconds(step)
-    kernel_seconds = median_seconds(lambda: layer.kernel(1024).sum().backward())
-    torch.set_num_threads(torch.get_num_interop_threads())
-    return {"shape": "B=16 H=128 N=64 L=1024", "fwd_bwd_ms": seconds * 1e3, "kernel_fwd_bwd_ms": kernel_seconds * 1e3, "kernel_share": kernel_seconds / seconds}
-
-
-def bench_train_steps() -> dict:
+def bench_s5(B: int, H: int, N: int, L: int) -> dict | None:
+    """The S5 layer of s5-pytorch (state size N shared by the H channels) at the same sizes."""
+    try:
+        from s5 import S5
+    except ImportError:
+        return None
     torch.manual_seed(0)
-    B, L = 64, 256
-    tokens = torch.randint(2, 5000, (B, L))
-    lengths = torch.full((B,), L)
-    labels = torch.randint(0, 2, (B,)).float()
-    out = {}
+    layer = S5(H, N)
+    u = torch.randn(B, L, H, requires_grad=True)  # S5 takes (B, L, H)
+    from importlib.metadata import version
+    return {"package": f"s5-pytorch {version('s5-pytorch')}", "ms": layer_fwd_bwd_seconds(layer, u, repeats=3) * 1e3,
+            "parameters": sum(p.numel() for p in layer.parameters())}
+
+
+def bench_scaling() -> list[dict]:
+    B, base = 16, {"H": 128, "N": 64, "L": 1024}
+    settings = [dict(base, L=L) for L in (256, 512, 2048)] + [base]
+    settings += [dict(base, H=H) for H in (64, 256)] + [dict(base, N=N) for N in (16, 256)]
+    rows = []
+    with one_thread():
+        for s in settings:
+            torch.manual_seed(0)
+            layer = S4D(s["H"], d_state=s["N"])
+            u = torch.randn(B, s["H"], s["L"], requires_grad=True)
+            fast = layer_fwd_bwd_seconds(layer, u, repeats=3)
+            slow = layer_fwd_bwd_seconds(reference(layer), u, repeats=3)
+            rows.append({**s, "B": B, "fast_ms": fast * 1e3, "reference_ms": slow * 1e3, "speedup": slow / fast})
+    return rows
+
+
+def reveal_train_lengths() -> tuple[np.ndarray, str]:
+    """Token lengths of the ReVeal train split at defaults (or a log-normal stand-in without ReVeal)."""
+    if REVEAL.is_file():
+        from ssmscope.train.loop import prepare_data
+        data = prepare_data(RunConfig("s4d", str(REVEAL)))
+        return data.splits["train"].lengths, "ReVeal train split"
+    rng = np.random.default_rng(0)
+    return np.clip(rng.lognormal(np.log(118), 1.0, 17626).astype(int), 4, 1024), "log-normal stand-in (median 118)"
+
+
+def bench_train_tokens(n_batches: int = 12) -> dict:
+    """Real tokens/s of optimiser steps on batches drawn from a bucketed and from a random epoch."""
+    lengths, source = reveal_train_lengths()
+    t = TrainConfig()
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(2, 5000, n) for n in lengths]
+    schedules = {
+        "bucketed": length_grouped_batches(lengths, t.batch_size, np.random.default_rng(1), t.bucket_chunk_batches),
+        "random": length_grouped_batches(lengths, t.batch_size, np.random.default_rng(1), 1),  # chunks of one batch: no grouping
+    }
+    labels = torch.from_numpy(rng.integers(0, 2, len(lengths))).float()
+    out = {"lengths": source, "batches": n_batches}
     for arch in ARCHITECTURES:
+        torch.manual_seed(0)
         model = build_model(arch, 5000)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def step(model=model, optimizer=optimizer):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-        seconds = median_seconds(step, repeats=3)
-        out[arch] = {"step_ms": seconds * 1e3, "tokens_per_s": B * L / seconds}
+        optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+        row = {}
+        for name, batches in schedules.items():
+            chosen = [batches[i] for i in np.random.default_rng(2).choice(len(batches), n_batches, replace=False)]
+            pad = t.pad_to_multiple if name == "bucketed" else 1
+            start = time.perf_counter()
+            for idx in chosen:
+                tokens, lens = collate(sequences, idx, pad)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lens), labels[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            seconds = time.perf_counter() - start
+            row[name] = sum(int(lengths[idx].sum()) for idx in chosen) / seconds
+        row["bucketing_speedup"] = row["bucketed"] / row["random"]
+        out[arch] = row
     return out
 
 
+def bench_analysis() -> dict:
+    rng = np.random.default_rng(0)
+    lags = np.arange(1024)
+    bank = rng.standard_normal((128, 1)) * np.exp(-lags / rng.uniform(5, 300, (128, 1))) * np.cos(2 * np.pi * rng.uniform(0, 0.5, (128, 1)) * lags)
+    return {"bank": "(128, 1024)", "ms": median_seconds(lambda: analyze_bank(bank)) * 1e3}
+
+
+@torch.no_grad()
+def bench_streaming(tokens: int = 4096, window: int = 512) -> dict:
+    torch.manual_seed(0)
+    layer = S4D(128, d_state=64)
+    state = layer.default_state(1)
+    stream = torch.randn(tokens, 1, 128)  # one stream (B=1), H=128
+    times = np.empty(tokens)
+    with one_thread():
+        for t in range(tokens):
+            start = time.perf_counter()
+            _, state = layer.step(stream[t], state)
+            times[t] = time.perf_counter() - start
+    early, late = np.median(times[:window]), np.median(times[-window:])
+    return {"shape": "B=1 H=128 N=64, 1 thread", "tokens": tokens, "tokens_per_s": 1 / np.median(times),
+            "median_step_us_first_512": early * 1e6, "median_step_us_last_512": late * 1e6, "late_over_early": late / early}
+
+
+def bench_train_runs() -> dict | None:
+    if not REVEAL.is_file():
+        return None
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in ARCHITECTURES:
+            result = subprocess.run(
+                [sys.executable, str(HERE / "train_epoch.py"), "--arch", arch, "--data", str(REVEAL), "--out", f"{tmp}/{arch}"],
+                capture_output=True, text=True, check=True,
+            )
+            out[arch] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def print_table(r: dict) -> None:
+    rows = []
+    if "tokenizer" in r:
+        rows.append((f"tokenizer ({r['tokenizer']['source'][:18]})", f"{r['tokenizer']['mb_per_s']:.2f} MB/s"))
+    if "s4d_layer" in r:
+        s = r["s4d_layer"]
+        rows += [
+            ("s4d layer fwd+bwd, fast kernel", f"{s['fast_ms']:.1f} ms (kernel {s['fast_kernel_share']:.0%})"),
+            ("s4d layer fwd+bwd, Vandermonde", f"{s['reference_ms']:.1f} ms (kernel {s['reference_kernel_share']:.0%})"),
+            ("  speed-up (same process)", f"{s['speedup']:.2f}x"),
+            ("s4d layer as first written", f"{s['straightforward_ms']:.1f} ms ({s['speedup_vs_straightforward']:.2f}x the fast one)"),
+            ("  fast kernel error vs float64", f"{s['fast_max_error_vs_float64']:.1e} of max|K|"),
+        ]
+        if s["s5"]:
+            rows.append((f"{s['s5']['package']} fwd+bwd", f"{s['s5']['ms']:.1f} ms ({s['s5_over_fast']:.2f}x the fast S4D)"))
+    for row in r.get("scaling", []):
+        rows.append((f"  L={row['L']} H={row['H']} N={row['N']}", f"{row['fast_ms']:.1f} / {row['reference_ms']:.1f} ms ({row['speedup']:.1f}x)"))
+    for arch in ARCHITECTURES if "train_tokens" in r else ():
+        row = r["train_tokens"][arch]
+        rows.append((f"train {arch} (bucketed / random)", f"{row['bucketed']:.0f} / {row['random']:.0f} tok/s ({row['bucketing_speedup']:.1f}x)"))
+    if "analysis" in r:
+        rows.append(("analysis of a (128, 1024) bank", f"{r['analysis']['ms']:.1f} ms"))
+    if "streaming" in r:
+        s = r["streaming"]
+        rows.append(("S4D.step stream (B=1, 1 thread)", f"{s['tokens_per_s']:.0f} tok/s (late/early {s['late_over_early']:.2f})"))
+    for arch, row in (r.get("train_runs") or {}).items():
+        rows.append((f"ReVeal epoch {arch}", f"{row['epoch_seconds'][0]:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB"))
+    width = max(len(name) for name, _ in rows) + 2
+    for name, value in rows:
+        print(f"{name:<{width}}{value}")
+
+
 def main() -> None:
-    results = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "tokenizer": bench_tokenizer(),
-        "s4d_layer": bench_s4d_layer(),
-        "train_step": bench_train_steps(),
-    }
-    tok, layer = results["tokenizer"], results["s4d_layer"]
-    print(f"{'benchmark':<34}{'value':>14}")
-    print(f"{'tokenizer (' + tok['source'][:18] + ')':<34}{tok['mb_per_s']:>10.2f} MB/s")
-    print(f"{'s4d layer fwd+bwd (1 thread)':<34}{layer['fwd_bwd_ms']:>11.1f} ms")
-    print(f"{'  of which kernel fwd+bwd':<34}{layer['kernel_fwd_bwd_ms']:>11.1f} ms ({layer['kernel_share']:.0%})")
-    for arch, r in results["train_step"].items():
-        print(f"{'train step ' + arch + ' B=64 L=256':<34}{r['tokens_per_s']:>10.0f} tok/s")
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {HERE / 'results.json'}", file=sys.stderr)
+    parser = argparse.ArgumentParser(description="ssmscope benchmarks")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--skip", nargs="+", choices=SECTIONS, default=[])
+    args = parser.parse_args()
+    chosen = [s for s in args.only if s not in args.skip]
+
+    results = {"machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+                           "threads": torch.get_num_threads(), "cpus": len(__import__("os").sched_getaffinity(0))}}
+    runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
+               "train_tokens": bench_train_tokens, "analysis": bench_analysis,
+               "streaming": bench_streaming, "train_runs": bench_train_runs}
+    for section in chosen:
+        start = time.perf_counter()
+        results[section] = runners[section]()
+        print(f"[{section}: {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
+    print_table(results)
+    path = HERE / "results.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,46 @@ def chunked_kernel(log_A_bar: torch.Tensor, C_tilde: torch.Tensor, L: int) -> to
     return 2 * torch.bmm(P, Q).reshape(H, n_chunks * c)[:, :L]  # (H, L)
 
 
+class CausalFFTConv(torch.autograd.Function):
+    """y[b, h, t] = Σ_{s ≤ t} K[h, t - s] u[b, h, s] for u (B, H, L) and K (H, L), by FFT of length 2L.
+
+    Both signals are zero-padded to 2L, so the circular convolution equals the linear one on the
+    first L outputs (no wrap-around). The backward pass is written out because autograd's own,
+    through rfft/irfft, goes via full complex transforms and zero-filled spectra (twice the work):
+
+        ∂/∂u[s] = Σ_t g[t] K[t - s]   = irfft(G · conj(K̂))[s]        (a correlation)
+        ∂/∂K[d] = Σ_b Σ_t g[t] u[t - d] = irfft(Σ_b G · conj(Û))[d]
+
+    with G = rfft(g, 2L); the zero padding again keeps the negative lags out. Four real FFTs of
+    (B, H, 2L) in all, and only the spectra Û (B, H, L+1) and K̂ (H, L+1) are kept for backward.
+    """
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        L = u.shape[-1]
+        u_f = torch.fft.rfft(u, n=2 * L)  # (B, H, L+1)
+        K_f = torch.fft.rfft(K, n=2 * L)  # (H, L+1)
+        ctx.save_for_backward(u_f, K_f)
+        return torch.fft.irfft(u_f * K_f, n=2 * L)[..., :L]  # (B, H, L)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        u_f, K_f = ctx.saved_tensors
+        L = grad_y.shape[-1]
+        grad_f = torch.fft.rfft(grad_y, n=2 * L)  # (B, H, L+1)
+        grad_u = grad_K = None
+        if ctx.needs_input_grad[0]:
+            grad_u = torch.fft.irfft(grad_f * K_f.conj(), n=2 * L)[..., :L]  # (B, H, L)
+        if ctx.needs_input_grad[1]:
+            grad_K = torch.fft.irfft((grad_f * u_f.conj()).sum(0), n=2 * L)[..., :L]  # (H, L)
+        return grad_u, grad_K
+
+
+def causal_fft_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Causal convolution of u (B, H, L) with per-channel kernels K (H, L); see ``CausalFFTConv``."""
+    return CausalFFTConv.apply(u, K)
+
+
 class S4D(nn.Module):
     """A diagonal SSM per channel. ``forward`` maps u (B, H, L) to y (B, H, L).
 
@@ -142,18 +182,9 @@ class S4D(nn.Module):
         raise ValueError(f"kernel method must be 'chunked' or 'vandermonde', got {method!r}")
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """y = K * u + D ⊙ u along the last axis; u, y (B, H, L).
-
-        The convolution is an FFT product of length 2L: both signals are zero-padded to 2L, so the
-        circular convolution equals the linear one on the first L outputs (no wrap-around).
-        """
-        L = u.shape[-1]
-        K = self.kernel(L)  # (H, L)
-        n_fft = 2 * L
-        K_f = torch.fft.rfft(K, n=n_fft)  # (H, L+1)
-        u_f = torch.fft.rfft(u, n=n_fft)  # (B, H, L+1)
-        y = torch.fft.irfft(u_f * K_f, n=n_fft)[..., :L]  # (B, H, L)
-        return y + self.D[:, None] * u
+        """y = K * u + D ⊙ u along the last axis (causal); u, y (B, H, L)."""
+        K = self.kernel(u.shape[-1])  # (H, L)
+        return causal_fft_conv(u, K) + self.D[:, None] * u
 
     # Recurrent mode: the same system, one token at a time.
 
