@@ -93,13 +93,15 @@ def test_forward_equals_step_by_step_recurrence(init, disc):
     u = torch.randn(3, 5, 40)  # (B, H, L)
     with torch.no_grad():
         y_conv = layer(u)
-        state = layer.default_state(3)
-        y_rec = []
-        for t in range(u.shape[-1]):
-            y_t, state = layer.step(u[..., t], state)
-            y_rec.append(y_t)
-    y_rec = torch.stack(y_rec, dim=-1)
-    torch.testing.assert_close(y_conv, y_rec, atol=1e-4, rtol=1e-4)
+        modes = layer.recurrent_modes()
+        recurrent = {"modes computed per step": [], "modes passed in": []}
+        for name, passed in (("modes computed per step", None), ("modes passed in", modes)):
+            state = layer.default_state(3)
+            for t in range(u.shape[-1]):
+                y_t, state = layer.step(u[..., t], state, passed)
+                recurrent[name].append(y_t)
+    for y_rec in recurrent.values():
+        torch.testing.assert_close(y_conv, torch.stack(y_rec, dim=-1), atol=1e-4, rtol=1e-4)
 
 
 def test_forward_matches_direct_causal_sum_in_float64():

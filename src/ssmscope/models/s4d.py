@@ -192,12 +192,21 @@ class S4D(nn.Module):
         """Zero state x (B, H, N/2), complex."""
         return torch.zeros(batch_size, self.d_model, self.d_state // 2, dtype=torch.cfloat, device=self.D.device)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def recurrent_modes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Ā, C̃), complex (H, N/2) each: compute once and pass to ``step`` for a whole stream."""
+        log_A_bar, C_tilde = self.discrete_modes()
+        return torch.exp(log_A_bar), C_tilde
+
+    def step(
+        self, u_t: torch.Tensor, state: torch.Tensor, modes: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of x_k = Ā x_{k-1} + u_k, y_k = 2 Re Σ_n C̃ x_k + D u_k (B̄ lives in C̃).
 
-        u_t (B, H) real, state (B, H, N/2) complex → y_t (B, H), new state.
+        u_t (B, H) real, state (B, H, N/2) complex → y_t (B, H), new state. ``modes`` from
+        ``recurrent_modes()`` saves re-discretising at every token; without it they are computed here.
+        The cost per token is the same at every position: O(B·H·N), nothing grows with the stream.
         """
-        log_A_bar, C_tilde = self.discrete_modes()  # (H, N/2)
-        state = torch.exp(log_A_bar) * state + u_t[..., None]  # (B, H, N/2)
+        A_bar, C_tilde = self.recurrent_modes() if modes is None else modes  # (H, N/2)
+        state = A_bar * state + u_t[..., None]  # (B, H, N/2)
         y_t = 2 * (C_tilde * state).real.sum(-1) + self.D * u_t  # (B, H)
         return y_t, state
