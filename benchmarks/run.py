@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssmscope.allocator import keep_freed_memory
 from ssmscope.analysis.metrics import analyze_bank
 from ssmscope.config import RunConfig, TrainConfig
 from ssmscope.data import load_dataset, tokenize
@@ -236,16 +238,18 @@ def bench_streaming(tokens: int = 4096, window: int = 512) -> dict:
 
 
 def bench_train_runs() -> dict | None:
+    """One ReVeal epoch per architecture in a fresh process; s4d once more with glibc's default allocator."""
     if not REVEAL.is_file():
         return None
     out = {}
+    runs = [(arch, arch, "1") for arch in ARCHITECTURES] + [("s4d, glibc default allocator", "s4d", "0")]
     with tempfile.TemporaryDirectory() as tmp:
-        for arch in ARCHITECTURES:
+        for name, arch, keep in runs:
             result = subprocess.run(
                 [sys.executable, str(HERE / "train_epoch.py"), "--arch", arch, "--data", str(REVEAL), "--out", f"{tmp}/{arch}"],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True, check=True, env={**os.environ, "SSMSCOPE_KEEP_FREED_MEMORY": keep},
             )
-            out[arch] = json.loads(result.stdout.strip().splitlines()[-1])
+            out[name] = json.loads(result.stdout.strip().splitlines()[-1])
     return out
 
 
@@ -290,7 +294,8 @@ def main() -> None:
     chosen = [s for s in args.only if s not in args.skip]
 
     results = {"machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads(), "cpus": len(__import__("os").sched_getaffinity(0))}}
+                           "threads": torch.get_num_threads(), "cpus": len(os.sched_getaffinity(0)),
+                           "keep_freed_memory": keep_freed_memory()}}
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
                "train_tokens": bench_train_tokens, "analysis": bench_analysis,
                "streaming": bench_streaming, "train_runs": bench_train_runs}

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
+from .allocator import keep_freed_memory
 from .errors import SsmscopeError
 from .models import ARCHITECTURES, VARIANTS
 
@@ -205,6 +206,7 @@ COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # large CPU tensors reused instead of faulted in anew (allocator.py)
     try:
         COMMANDS[args.command](args)
     except SsmscopeError as e:
