@@ -3,7 +3,9 @@
 For each distance d, generate the synthetic corpus with every function at distance d, run the
 study (train → analyze → probe) for the chosen architectures, and tabulate per architecture and
 distance: test F1, the channel-median dependency_range_tokens and energy_length_90, and the
-probe's used range; then Spearman rank correlations of each reading with the true distance.
+probe's used ranges (F1 and ROC-AUC readings); then Spearman rank correlations of each reading
+with the true distance. The model is the embedded study's 64-wide one (EMBEDDED_MODEL): the
+corpus has a vocabulary of ~200 tokens.
 
     .venv/bin/python experiments/distance_study.py --out runs/distance [--distances 8 32 128 512]
         [--archs cnn s4d conv_s4d depthwise_s4d smr_s4d] [--n 2000] [--epochs 10] [--seeds 0]
@@ -20,24 +22,27 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from ssmscope.config import DataConfig, RunConfig, TrainConfig
+from ssmscope.allocator import keep_freed_memory
+from ssmscope.config import EMBEDDED_MODEL, DataConfig, RunConfig, TrainConfig
 from ssmscope.data.synthetic import generate
 from ssmscope.files import write_json, write_jsonl
 from ssmscope.pipeline import reproduce, run_dir_for
 
-READINGS = ("f1", "dependency_range_tokens", "energy_length_90", "used_range_tokens")
+READINGS = ("f1", "mcc", "dependency_range_tokens", "energy_length_90", "used_range_tokens", "used_range_auc_tokens")
+DISTANCE_READINGS = READINGS[2:]  # the ones to rank-correlate with the true distance
 
 
 def reading(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     summary = json.loads((run_dir / "analysis" / "summary.json").read_text())
     probes = json.loads((run_dir / "probes" / "test-split.json").read_text())
-    row = {"f1": metrics["f1"], "dependency_range_tokens": None, "energy_length_90": None, "used_range_tokens": None}
+    row = dict.fromkeys(READINGS) | {"f1": metrics["f1"], "mcc": metrics["mcc"]}
     if summary.get("model"):
         channels = summary["model"]["summary"]["channels"]
         row["dependency_range_tokens"] = channels["dependency_range_tokens"]["median"]
         row["energy_length_90"] = channels["energy_length_90"]["median"]
         row["used_range_tokens"] = probes.get("used_range_tokens")
+        row["used_range_auc_tokens"] = probes.get("used_range_auc_tokens")
     return row
 
 
@@ -50,6 +55,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     args = parser.parse_args()
+    keep_freed_memory()
 
     out = Path(args.out)
     rows = []
@@ -59,7 +65,8 @@ def main() -> None:
         data.parent.mkdir(parents=True, exist_ok=True)
         write_jsonl(data, generate(args.n, [d], seed=d))
         max_len = 1 << int(np.ceil(np.log2(3 * d + 200)))  # every function whole (≈ 3d + 180 tokens at most)
-        base = RunConfig("s4d", str(data.resolve()), DataConfig(max_len=max_len), train=TrainConfig(epochs=args.epochs, track_kernels=True))
+        base = RunConfig("s4d", str(data.resolve()), DataConfig(max_len=max_len), model=EMBEDDED_MODEL,
+                         train=TrainConfig(epochs=args.epochs, track_kernels=True))
         reproduce(base, study, args.archs, args.seeds, log=print)
         for arch in args.archs:
             for seed in args.seeds:
@@ -68,18 +75,19 @@ def main() -> None:
     correlations = {}
     for arch in args.archs:
         mine = [r for r in rows if r["arch"] == arch]
-        for key in READINGS[1:]:
+        for key in DISTANCE_READINGS:
             pairs = [(r["distance"], r[key]) for r in mine if r[key] is not None]
             if len(pairs) >= 3:
                 rho, p = spearmanr(*zip(*pairs))
                 correlations[f"{arch}:{key}"] = {"spearman_rho": float(rho), "p_value": float(p), "n": len(pairs)}
     write_json(out / "distance_results.json", {"rows": rows, "spearman": correlations})
 
-    lines = ["| arch | distance | F1 | dependency range (median) | energy length 90 (median) | probed used range |", "|---|---|---|---|---|---|"]
+    lines = ["| arch | distance | F1 | MCC | dependency range (median) | energy length 90 (median) | probed range (F1) | probed range (AUC) |",
+             "|---|---|---|---|---|---|---|---|"]
     fmt = lambda x, f: "–" if x is None else f.format(x)  # noqa: E731
     for r in sorted(rows, key=lambda r: (r["arch"], r["distance"], r["seed"])):
-        lines.append(f"| {r['arch']} | {r['distance']} | {100 * r['f1']:.1f} | {fmt(r['dependency_range_tokens'], '{:.1f}')} | "
-                     f"{fmt(r['energy_length_90'], '{:.0f}')} | {fmt(r['used_range_tokens'], '{}')} |")
+        lines.append(f"| {r['arch']} | {r['distance']} | {100 * r['f1']:.1f} | {r['mcc']:.3f} | {fmt(r['dependency_range_tokens'], '{:.1f}')} | "
+                     f"{fmt(r['energy_length_90'], '{:.0f}')} | {fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} |")
     lines += ["", "| arch:reading | Spearman ρ with the true distance | p | n |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['spearman_rho']:.2f} | {v['p_value']:.3f} | {v['n']} |" for k, v in correlations.items()]
     (out / "distance_table.md").write_text("\n".join(lines) + "\n")
