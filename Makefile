@@ -21,8 +21,12 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py
+
+$(VENV)/.installed-bench: pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e '.[dev,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info
