@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--s4d-init", default=m.s4d_init, choices=("lin", "inv"))
     p.add_argument("--discretization", default=m.discretization, choices=("zoh", "bilinear"))
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--resume", action="store_true", help="continue a run in --out that was interrupted (same command otherwise)")
+    p.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every, help=f"optimiser steps between resume checkpoints (default {t.checkpoint_every})")
     p.add_argument("--track-kernels", action="store_true", help="record the S4D kernels' spectral summary after every epoch")
 
     p = sub.add_parser("evaluate", help="score a trained run on a dataset")
@@ -106,10 +108,11 @@ def _train(args) -> None:
         data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit, normalize=args.normalize),
         model=dataclasses.replace(ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization),
         train=dataclasses.replace(
-            TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, track_kernels=args.track_kernels
+            TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+            track_kernels=args.track_kernels, checkpoint_every=args.checkpoint_every,
         ),
     )
-    metrics = train_run(config, args.out, overwrite=args.overwrite)
+    metrics = train_run(config, args.out, overwrite=args.overwrite, resume=args.resume)
     print(_metrics_line("test", metrics))
     print(f"run written to {args.out}")
 

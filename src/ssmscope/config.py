@@ -54,6 +54,7 @@ class TrainConfig:
     bucket_chunk_batches: int = 50  # length grouping: sort within chunks of this many batches
     pad_to_multiple: int = 64  # batch widths rounded up to a multiple: few distinct shapes, flat memory
     track_kernels: bool = False  # record every S4D layer's spectral summary after each epoch
+    checkpoint_every: int = 100  # optimiser steps between resume checkpoints (one more after every epoch)
 
 
 @dataclass(frozen=True)

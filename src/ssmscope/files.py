@@ -7,11 +7,16 @@ file or the new one, never half of it.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from .errors import SsmscopeError
 
 
 def _umask() -> int:
@@ -55,3 +60,40 @@ def write_jsonl(path: Path, rows) -> None:
     if str(path).lower().endswith(".gz"):
         data = gzip.compress(data, mtime=0)
     atomic_write(path, lambda f: f.write(data))
+
+
+@contextmanager
+def exclusive_directory(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on directory ``path`` (created if missing) for the block.
+
+    A second process that tries while the first holds it gets a one-line error. The lock is
+    ``flock`` on the directory itself: no lock file is left behind, and the kernel releases it
+    when the holder exits for any reason, SIGKILL included, so a killed run can be resumed at once.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SsmscopeError(f"{path}: another ssmscope process is writing this run directory; wait for it or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def keep_epochs(path: Path, last_epoch: int) -> None:
+    """Rewrite a per-epoch JSONL file keeping its complete lines with ``epoch`` <= last_epoch."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("epoch", last_epoch + 1) <= last_epoch:
+            kept.append(line + "\n")
+    atomic_write(path, lambda f: f.write("".join(kept).encode()))

@@ -18,7 +18,7 @@ from .config import EMBEDDED_CORPUS, RunConfig
 from .errors import SsmscopeError
 from .models import ARCHITECTURES, VARIANTS
 from .report.render import load_run_record, table_columns, table_rows, write_report
-from .train.loop import train_run
+from .train.loop import RESUME_FILE, train_run
 
 STUDY_ARCHS = (*ARCHITECTURES, *VARIANTS)  # the six + the SMR fusion ablation
 
@@ -29,9 +29,10 @@ def run_dir_for(out: Path, arch: str, seed: int) -> Path:
 
 def _same_experiment(a: RunConfig, b: RunConfig) -> bool:
     """Equal up to settings that do not change what is trained: where it ran, whether kernels were
-    tracked, and how far batches were padded (the models' outputs do not depend on padding)."""
+    tracked, how often it checkpointed, and how far batches were padded (the models' outputs do
+    not depend on padding)."""
     def key(c: RunConfig) -> RunConfig:
-        return dataclasses.replace(c, train=dataclasses.replace(c.train, device="auto", track_kernels=False, pad_to_multiple=1))
+        return dataclasses.replace(c, train=dataclasses.replace(c.train, device="auto", track_kernels=False, pad_to_multiple=1, checkpoint_every=0))
 
     return key(a) == key(b)
 
@@ -59,8 +60,9 @@ def reproduce(
             if _finished_with(run_dir, config):
                 log(f"{arch} seed {seed}: finished before, skipped")
             else:
-                log(f"{arch} seed {seed}: training → {run_dir}")
-                train_run(config, run_dir, overwrite=True, log=lambda s: log("  " + s))
+                resume = (run_dir / RESUME_FILE).is_file()  # interrupted before: continue where it stopped
+                log(f"{arch} seed {seed}: {'resuming' if resume else 'training'} → {run_dir}")
+                train_run(config, run_dir, overwrite=not resume, resume=resume, log=lambda s: log("  " + s))
             if not (run_dir / "analysis" / "summary.json").is_file():
                 analyze_run(run_dir)
             if not (run_dir / "probes" / "test-split.json").is_file():

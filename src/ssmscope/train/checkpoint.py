@@ -1,4 +1,9 @@
-"""The model checkpoint format (model.pt), written atomically (see ``ssmscope.files``)."""
+"""Checkpoint formats, written atomically (see ``ssmscope.files``).
+
+``model.pt``       the best epoch's weights, vocabulary and config: what every later command loads.
+``checkpoint.pt``  the training state for ``--resume`` (model, optimiser, torch RNG, epoch, step,
+                   running loss, best epoch so far); removed when the run finishes.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from ..errors import SsmscopeError
 from ..files import atomic_write
 
 CHECKPOINT_FORMAT = "ssmscope.model/1"
+TRAINING_STATE_FORMAT = "ssmscope.training-state/1"
 
 
 def save_model(path: Path, config: RunConfig, vocab_tokens: list[str], state_dict: dict, epoch: int) -> None:
@@ -36,3 +42,21 @@ def load_model_file(path: Path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise SsmscopeError(f"{path}: not an ssmscope checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return payload
+
+
+def save_training_state(path: Path, state: dict) -> None:
+    """``state``: config, epoch, step, model, optimizer, torch_rng, loss_total, loss_count, best_f1, best_epoch."""
+    atomic_write(path, lambda f: torch.save({"format": TRAINING_STATE_FORMAT, **state}, f))
+
+
+def load_training_state(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SsmscopeError(f"{path}: nothing to resume (no checkpoint); run the same command without --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SsmscopeError(f"{path}: not a readable ssmscope training checkpoint ({type(e).__name__}); train again without --resume and with --overwrite") from None
+    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
+        raise SsmscopeError(f"{path}: not an ssmscope training checkpoint (format {TRAINING_STATE_FORMAT} expected)")
+    return state

@@ -11,10 +11,12 @@ once on the test split. Everything lands in the run directory:
     kernels.jsonl  with --track-kernels: every kernel layer's spectral summary, epoch 0 (initial) to E
     metrics.json   test metrics of the best epoch (+ best_epoch)
     model.pt       best weights, vocabulary, config (torch.load(..., weights_only=True))
+    checkpoint.pt  while training: the state --resume continues from (removed at the end)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import shutil
@@ -33,12 +35,13 @@ from ..config import RunConfig
 from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
 from ..errors import SsmscopeError
 from ..models import build_model, resolve_arch
-from ..files import append_jsonl, write_json
-from .checkpoint import load_model_file, save_model
+from ..files import append_jsonl, exclusive_directory, keep_epochs, write_json
+from .checkpoint import load_model_file, load_training_state, save_model, save_training_state
 from .metrics import binary_metrics
 from .progress import ProgressBar
 
-RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt", "kernels.jsonl")
+RESUME_FILE = "checkpoint.pt"  # training state for --resume; removed when the run finishes
+RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt", "kernels.jsonl", RESUME_FILE)
 DERIVED_DIRS = ("analysis", "evaluations", "probes")  # made from model.pt; stale once the run is retrained
 
 
@@ -62,6 +65,7 @@ def validate(config: RunConfig) -> None:
         (t.lr > 0, f"--lr must be positive, got {t.lr}"),
         (t.pad_to_multiple >= 1, f"train.pad_to_multiple must be at least 1, got {t.pad_to_multiple}"),
         (t.bucket_chunk_batches >= 1, f"train.bucket_chunk_batches must be at least 1, got {t.bucket_chunk_batches}"),
+        (t.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {t.checkpoint_every}"),
         (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes + (m.smr_kernel_size,))})"),
         (d.limit is None or d.limit >= 10, f"--limit must be at least 10, got {d.limit}"),
         (m.d_state >= 2 and m.d_state % 2 == 0, f"d_state must be an even number >= 2, got {m.d_state}"),
@@ -126,25 +130,41 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, device: torc
     return probabilities
 
 
-def train_epoch(model, optimizer, loss_fn, split: EncodedSplit, config: RunConfig, epoch: int, device) -> float:
-    """One pass over the train split in length-grouped batches; returns the mean loss per function."""
+def train_epoch(
+    model, optimizer, loss_fn, split: EncodedSplit, config: RunConfig, epoch: int, device,
+    start_step: int = 0, loss_total: float = 0.0, loss_count: int = 0, after_step: Callable | None = None,
+) -> float:
+    """One pass over the train split in length-grouped batches; returns the mean loss per function.
+
+    The batch order depends only on (seed, epoch), so a resumed epoch skips its first ``start_step``
+    batches and continues with the running loss sums it was given. ``after_step(step, total, count)``
+    is called after every optimiser step (step counts from 1). A non-finite loss stops training
+    before the update, naming epoch and step.
+    """
     t = config.train
     model.train()
     rng = np.random.default_rng([t.seed, epoch])
     batches = length_grouped_batches(split.lengths, t.batch_size, rng, t.bucket_chunk_batches)
     labels = torch.from_numpy(split.labels).float()
-    total, count = 0.0, 0
-    with ProgressBar(len(batches), f"epoch {epoch}/{t.epochs}") as bar:
-        for idx in batches:
+    total, count = loss_total, loss_count
+    with ProgressBar(len(batches) - start_step, f"epoch {epoch}/{t.epochs}") as bar:
+        for step, idx in enumerate(batches[start_step:], start=start_step + 1):
             tokens, lengths = collate(split.sequences, idx, t.pad_to_multiple)
             logits = model(tokens.to(device), lengths.to(device))  # (B,)
             loss = loss_fn(logits, labels[idx].to(device))
+            if not torch.isfinite(loss):
+                raise SsmscopeError(
+                    f"epoch {epoch}, step {step}: the training loss is {loss.item()}; lower --lr "
+                    f"(the last checkpoint and model.pt are kept; no test metrics were written)"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
             count += len(idx)
             bar.update(loss=total / count)
+            if after_step is not None:
+                after_step(step, total, count)
     return total / count
 
 
@@ -159,7 +179,8 @@ def kernel_snapshot(model: nn.Module, length: int) -> list[dict]:
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     existing = [name for name in RUN_FILES if (out_dir / name).exists()]
     if existing and not overwrite:
-        raise SsmscopeError(f"{out_dir}: already holds a run ({', '.join(existing)}); choose another --out or pass --overwrite")
+        hint = "; it was interrupted: add --resume to continue it" if RESUME_FILE in existing and "metrics.json" not in existing else ""
+        raise SsmscopeError(f"{out_dir}: already holds a run ({', '.join(existing)}); choose another --out or pass --overwrite{hint}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in existing:
         (out_dir / name).unlink()
@@ -167,15 +188,42 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         shutil.rmtree(out_dir / name, ignore_errors=True)
 
 
-def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Train ``config.arch`` and write the run directory; returns the test metrics."""
+def train_run(
+    config: RunConfig, out_dir: str | Path, overwrite: bool = False, resume: bool = False, log: Callable[[str], None] = print
+) -> dict:
+    """Train ``config.arch`` and write the run directory; returns the test metrics.
+
+    With ``resume`` the run continues from ``checkpoint.pt`` (written every ``checkpoint_every``
+    steps and after every epoch) and ends exactly as an uninterrupted run would on the same device.
+    Only one process may train into a run directory at a time.
+    """
     validate(config)
     out_dir = Path(out_dir)
     device = resolve_device(config.train.device)
+    if resume and overwrite:
+        raise SsmscopeError("--resume continues a run and --overwrite replaces it: choose one")
     torch.manual_seed(config.train.seed)
     data = prepare_data(config)
-    _prepare_out_dir(out_dir, overwrite)
+    with exclusive_directory(out_dir):
+        state = _resume_state(out_dir, config) if resume else None
+        if state is None:
+            _prepare_out_dir(out_dir, overwrite)
+        return _train(config, data, out_dir, device, state, log)
 
+
+def _resume_state(out_dir: Path, config: RunConfig) -> dict:
+    if (out_dir / "metrics.json").is_file():
+        raise SsmscopeError(f"{out_dir}: this run has finished; nothing to resume")
+    state = load_training_state(out_dir / RESUME_FILE)
+    stored = RunConfig.from_dict(state["config"])
+    if dataclasses.replace(stored, train=dataclasses.replace(stored.train, checkpoint_every=0)) != dataclasses.replace(
+        config, train=dataclasses.replace(config.train, checkpoint_every=0)
+    ):
+        raise SsmscopeError(f"{out_dir / RESUME_FILE}: was written with other settings; resume with the same command as the killed run")
+    return state
+
+
+def _train(config: RunConfig, data: TokenizedData, out_dir: Path, device, state: dict | None, log: Callable[[str], None]) -> dict:
     c = data.counts
     log(
         f"data: {c['read']} read, {c['duplicates_dropped']} duplicates and {c['conflicting_dropped']} "
@@ -183,9 +231,6 @@ def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, l
         f"{c['test_size']}; vocabulary {c['vocab_size']}; cut to {config.data.max_len} tokens: "
         f"{c['train_truncated'] + c['valid_truncated'] + c['test_truncated']}"
     )
-    write_json(out_dir / "config.json", {**config.to_dict(), "environment": environment()})
-    write_json(out_dir / "splits.json", {"source": config.data_path, "source_sha256": _sha256(config.data_path), "counts": c, **data.indices})
-
     model = build_model(config.arch, len(data.vocab), config.model).to(device)
     train = data.splits["train"]
     positives = int(train.labels.sum())
@@ -194,27 +239,49 @@ def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, l
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     log(f"model: {config.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}, pos_weight {pos_weight.item():.3f}")
 
-    if config.train.track_kernels:  # epoch 0: the kernels as initialised, before any update
-        append_jsonl(out_dir / "kernels.jsonl", {"epoch": 0, "layers": kernel_snapshot(model, config.data.max_len)})
-    best_f1, best_epoch, best_state = -1.0, 0, None
-    for epoch in range(1, config.train.epochs + 1):
+    progress = {"epoch": 1, "step": 0, "loss_total": 0.0, "loss_count": 0, "best_f1": -1.0, "best_epoch": 0}
+    best_state = None
+    if state is None:
+        write_json(out_dir / "config.json", {**config.to_dict(), "environment": environment()})
+        write_json(out_dir / "splits.json", {"source": config.data_path, "source_sha256": _sha256(config.data_path), "counts": c, **data.indices})
+        if config.train.track_kernels:  # epoch 0: the kernels as initialised, before any update
+            append_jsonl(out_dir / "kernels.jsonl", {"epoch": 0, "layers": kernel_snapshot(model, config.data.max_len)})
+    else:
+        progress = {k: state[k] for k in progress}
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if progress["best_epoch"]:
+            best_state = load_model_file(out_dir / "model.pt")["state_dict"]
+        for name in ("metrics.jsonl", "kernels.jsonl"):  # lines of the epoch that was cut short go
+            keep_epochs(out_dir / name, progress["epoch"] - 1)
+        log(f"resumed at epoch {progress['epoch']}, step {progress['step']}")
+
+    def checkpoint(epoch: int, step: int, total: float, count: int) -> None:
+        progress.update(epoch=epoch, step=step, loss_total=total, loss_count=count)
+        save_training_state(out_dir / RESUME_FILE, {
+            **progress, "config": config.to_dict(), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+        })
+
+    every = config.train.checkpoint_every
+    for epoch in range(progress["epoch"], config.train.epochs + 1):
         start = time.perf_counter()
-        train_loss = train_epoch(model, optimizer, loss_fn, train, config, epoch, device)
+        train_loss = train_epoch(
+            model, optimizer, loss_fn, train, config, epoch, device, progress["step"], progress["loss_total"], progress["loss_count"],
+            after_step=lambda step, total, count: checkpoint(epoch, step, total, count) if step % every == 0 else None,
+        )
         valid = binary_metrics(data.splits["valid"].labels, predict(model, data.splits["valid"], config.train.batch_size, device))
         seconds = time.perf_counter() - start
-        if not np.isfinite(train_loss):
-            raise SsmscopeError(
-                f"epoch {epoch}: the training loss is not finite; lower --lr "
-                "(model.pt keeps the best epoch so far; no test metrics were written)"
-            )
         append_jsonl(out_dir / "metrics.jsonl", {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid})
         if config.train.track_kernels:
             append_jsonl(out_dir / "kernels.jsonl", {"epoch": epoch, "layers": kernel_snapshot(model, config.data.max_len)})
-        improved = valid["f1"] > best_f1
+        improved = valid["f1"] > progress["best_f1"]
         if improved:
-            best_f1, best_epoch = valid["f1"], epoch
+            progress.update(best_f1=valid["f1"], best_epoch=epoch)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             save_model(out_dir / "model.pt", config, data.vocab.tokens, best_state, epoch)
+        checkpoint(epoch + 1, 0, 0.0, 0)  # the epoch is complete: a resume starts the next one
         log(
             f"epoch {epoch}/{config.train.epochs}  train loss {train_loss:.4f}  valid f1 {valid['f1']:.4f} "
             f"f1_weighted {valid['f1_weighted']:.4f} roc_auc {_fmt(valid['roc_auc'])}  {seconds:.1f}s{'  *' if improved else ''}"
@@ -222,8 +289,9 @@ def train_run(config: RunConfig, out_dir: str | Path, overwrite: bool = False, l
 
     model.load_state_dict(best_state)
     test = binary_metrics(data.splits["test"].labels, predict(model, data.splits["test"], config.train.batch_size, device))
-    metrics = {**test, "best_epoch": best_epoch}
+    metrics = {**test, "best_epoch": progress["best_epoch"]}
     write_json(out_dir / "metrics.json", metrics)
+    (out_dir / RESUME_FILE).unlink()  # finished: nothing left to resume
     return metrics
 
 
