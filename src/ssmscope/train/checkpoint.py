@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -30,15 +32,24 @@ def save_model(path: Path, config: RunConfig, vocab_tokens: list[str], state_dic
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
+def _safe_load(path: Path, retry_hint: str):
+    """torch.load with ``weights_only=True``: tensors and plain containers only, never code from a pickle."""
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the user gets our one line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise SsmscopeError(f"{path}: not a readable ssmscope checkpoint (it holds objects other than tensors, which could run code; refused); {retry_hint}") from None
+    except Exception as e:
+        raise SsmscopeError(f"{path}: not a readable ssmscope checkpoint ({type(e).__name__}); {retry_hint}") from None
+
+
 def load_model_file(path: Path) -> dict:
     """Read a checkpoint with ``weights_only=True`` (no arbitrary code from pickles)."""
     path = Path(path)
     if not path.is_file():
         raise SsmscopeError(f"{path}: no model checkpoint; train the run first (ssmscope train ... --out {path.parent})")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SsmscopeError(f"{path}: not a readable ssmscope checkpoint ({type(e).__name__}); retrain the run") from None
+    payload = _safe_load(path, "retrain the run")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise SsmscopeError(f"{path}: not an ssmscope checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return payload
@@ -53,10 +64,7 @@ def load_training_state(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SsmscopeError(f"{path}: nothing to resume (no checkpoint); run the same command without --resume")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SsmscopeError(f"{path}: not a readable ssmscope training checkpoint ({type(e).__name__}); train again without --resume and with --overwrite") from None
+    state = _safe_load(path, "train again without --resume and with --overwrite")
     if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
         raise SsmscopeError(f"{path}: not an ssmscope training checkpoint (format {TRAINING_STATE_FORMAT} expected)")
     return state
