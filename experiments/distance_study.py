@@ -2,7 +2,8 @@
 
 For each distance d, generate the synthetic corpus with every function at distance d, run the
 study (train → analyze → probe) for the chosen architectures, and tabulate per architecture and
-distance: test F1, the channel-median dependency_range_tokens and energy_length_90, and the
+distance: test F1 and MCC, the channel-median dependency_range_tokens and energy_length_90 (at the
+run's max_len and at one common length, 2048), and the
 probe's used ranges (F1 and ROC-AUC readings); then Spearman rank correlations of each reading
 with the true distance. The model is the embedded study's 64-wide one (EMBEDDED_MODEL): the
 corpus has a vocabulary of ~200 tokens.
@@ -23,13 +24,22 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ssmscope.allocator import keep_freed_memory
+from ssmscope.analysis.kernels import analyze_run
 from ssmscope.config import EMBEDDED_MODEL, DataConfig, RunConfig, TrainConfig
 from ssmscope.data.synthetic import generate
 from ssmscope.files import write_json, write_jsonl
 from ssmscope.pipeline import reproduce, run_dir_for
 
-READINGS = ("f1", "mcc", "dependency_range_tokens", "energy_length_90", "used_range_tokens", "used_range_auc_tokens")
+READINGS = ("f1", "mcc", "dependency_range_tokens", "energy_length_90", "dependency_range_common", "energy_length_common",
+            "used_range_tokens", "used_range_auc_tokens")
 DISTANCE_READINGS = READINGS[2:]  # the ones to rank-correlate with the true distance
+COMMON_LENGTH = 2048  # kernels also measured at one length for all distances: max_len grows with d, and
+                      # entropy, energy length and the frequency grid all depend on the analysis length
+
+
+def kernel_readings(summary: dict) -> tuple[float, float]:
+    channels = summary["model"]["summary"]["channels"]
+    return channels["dependency_range_tokens"]["median"], channels["energy_length_90"]["median"]
 
 
 def reading(run_dir: Path) -> dict:
@@ -38,9 +48,11 @@ def reading(run_dir: Path) -> dict:
     probes = json.loads((run_dir / "probes" / "test-split.json").read_text())
     row = dict.fromkeys(READINGS) | {"f1": metrics["f1"], "mcc": metrics["mcc"]}
     if summary.get("model"):
-        channels = summary["model"]["summary"]["channels"]
-        row["dependency_range_tokens"] = channels["dependency_range_tokens"]["median"]
-        row["energy_length_90"] = channels["energy_length_90"]["median"]
+        row["dependency_range_tokens"], row["energy_length_90"] = kernel_readings(summary)
+        common = run_dir / f"analysis-L{COMMON_LENGTH}" / "summary.json"
+        if not common.is_file():
+            analyze_run(run_dir, length=COMMON_LENGTH, figures=False, out=common.parent)
+        row["dependency_range_common"], row["energy_length_common"] = kernel_readings(json.loads(common.read_text()))
         row["used_range_tokens"] = probes.get("used_range_tokens")
         row["used_range_auc_tokens"] = probes.get("used_range_auc_tokens")
     return row
@@ -82,12 +94,13 @@ def main() -> None:
                 correlations[f"{arch}:{key}"] = {"spearman_rho": float(rho), "p_value": float(p), "n": len(pairs)}
     write_json(out / "distance_results.json", {"rows": rows, "spearman": correlations})
 
-    lines = ["| arch | distance | F1 | MCC | dependency range (median) | energy length 90 (median) | probed range (F1) | probed range (AUC) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| arch | distance | max_len | F1 | MCC | dependency range | energy length 90 | dependency range @{COMMON_LENGTH} | energy length 90 @{COMMON_LENGTH} | probed range (F1) | probed range (AUC) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda x, f: "–" if x is None else f.format(x)  # noqa: E731
     for r in sorted(rows, key=lambda r: (r["arch"], r["distance"], r["seed"])):
-        lines.append(f"| {r['arch']} | {r['distance']} | {100 * r['f1']:.1f} | {r['mcc']:.3f} | {fmt(r['dependency_range_tokens'], '{:.1f}')} | "
-                     f"{fmt(r['energy_length_90'], '{:.0f}')} | {fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} |")
+        lines.append(f"| {r['arch']} | {r['distance']} | {r['max_len']} | {100 * r['f1']:.1f} | {r['mcc']:.3f} | {fmt(r['dependency_range_tokens'], '{:.1f}')} | "
+                     f"{fmt(r['energy_length_90'], '{:.0f}')} | {fmt(r['dependency_range_common'], '{:.1f}')} | {fmt(r['energy_length_common'], '{:.0f}')} | "
+                     f"{fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} |")
     lines += ["", "| arch:reading | Spearman ρ with the true distance | p | n |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['spearman_rho']:.2f} | {v['p_value']:.3f} | {v['n']} |" for k, v in correlations.items()]
     (out / "distance_table.md").write_text("\n".join(lines) + "\n")
