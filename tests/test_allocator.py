@@ -1,35 +1,48 @@
-"""keep_freed_memory: freed large blocks are reused instead of being faulted in again."""
+"""keep_freed_memory: large blocks come from glibc's heap and stay there after free (not mmap/munmap)."""
 
 import subprocess
 import sys
 
 import pytest
 
+# mallinfo2 (glibc >= 2.33): arena = bytes in the heap, hblkhd = bytes in separately mmapped blocks.
 PROBE = """
-import resource, torch
+import ctypes, ctypes.util
 from ssmscope.allocator import keep_freed_memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
 applied = keep_freed_memory()
-u = torch.randn(64, 128, 512)  # a training batch's activations, 16 MB
-for _ in range(6):  # the spectrum of a zero-padded batch, as in S4D.forward: 64 MB of temporaries
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    spectrum = torch.fft.rfft(u, n=1024)
-    del spectrum
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)  # faults of the last repeat
+block = libc.malloc(48 << 20)          # a 48 MB batch-sized tensor
+held = libc.mallinfo2()
+libc.free(block)
+after = libc.mallinfo2()
+print(applied, held.hblkhd >> 20, held.arena >> 20, after.arena >> 20)
 """
 
 
-def page_faults(env_value: str) -> tuple[str, int]:
+def probe(env_value: str) -> tuple[str, int, int, int]:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
                          env={"SSMSCOPE_KEEP_FREED_MEMORY": env_value, "PATH": ""}).stdout.split()
-    return out[0], int(out[1])
+    return out[0], int(out[1]), int(out[2]), int(out[3])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_repeated_large_temporaries_reuse_memory_instead_of_faulting_it_in():
-    applied, faults_kept = page_faults("1")
-    disabled, faults_default = page_faults("0")
-    assert applied == "True" and disabled == "False"
-    # glibc's default maps every large temporary anew (thousands of 4 KiB pages each time);
-    # with the thresholds raised, the heap's freed blocks are reused once it has grown.
-    assert faults_default > 10_000
-    assert faults_kept < faults_default / 10
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and mallinfo2")
+def test_large_blocks_come_from_the_heap_and_stay_after_free():
+    applied, mapped_mb, heap_mb, heap_after_free_mb = probe("1")
+    assert applied == "True"
+    assert mapped_mb == 0 and heap_mb >= 48  # served from the heap, not by its own mmap
+    assert heap_after_free_mb >= 48  # kept for reuse, not trimmed back to the kernel
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and mallinfo2")
+def test_turned_off_glibc_maps_large_blocks_separately():
+    applied, mapped_mb, _, heap_after_free_mb = probe("0")
+    assert applied == "False"
+    assert mapped_mb >= 48 and heap_after_free_mb < 48
