@@ -251,6 +251,8 @@ def _train(config: RunConfig, data: TokenizedData, out_dir: Path, device, state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         if progress["best_epoch"]:
             best_state = load_model_file(out_dir / "model.pt")["state_dict"]
         for name in ("metrics.jsonl", "kernels.jsonl"):  # lines of the epoch that was cut short go
@@ -262,6 +264,7 @@ def _train(config: RunConfig, data: TokenizedData, out_dir: Path, device, state:
         save_training_state(out_dir / RESUME_FILE, {
             **progress, "config": config.to_dict(), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),  # dropout on GPU
         })
 
     every = config.train.checkpoint_every
