@@ -96,3 +96,54 @@ def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     one_line_error(result, "model.pt: not a readable ssmscope checkpoint")
     assert not (tmp_path / "PWNED").exists()
+
+
+GOOD = [f'{{"code": "int f{i}(char *p) {{ return p[{i}]; }}", "label": {i % 2}}}' for i in range(60)]
+BAD = {
+    '{"code": "int g(){}", "label": 1': "malformed JSON",
+    '{"func": "int h(){}", "label": 0}': "no field 'code'",
+    '{"code": "int k(){}", "label": 3}': "label field 'label' is 3",
+    '{"code": "   \\n\\t", "label": 0}': "code field 'code' is empty",
+}
+
+
+def test_each_bad_record_is_named_by_its_line_and_nothing_is_written(tmp_path):
+    for position, (line, message) in enumerate(BAD.items()):
+        data = tmp_path / f"bad{position}.jsonl"
+        data.write_text("\n".join(GOOD[:5] + [line] + GOOD[5:]) + "\n")
+        one_line_error(run("train", "--arch", "cnn", "--data", str(data), "--out", str(tmp_path / "run")), f"bad{position}.jsonl:6: {message}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bytes_that_are_not_utf8_are_refused_with_their_line(tmp_path):
+    data = tmp_path / "latin1.jsonl"
+    data.write_bytes(("\n".join(GOOD[:2]) + "\n").encode() + '{"code": "char *s = \\"caf\xe9\\";", "label": 0}\n'.encode("latin-1"))
+    one_line_error(run("train", "--arch", "cnn", "--data", str(data), "--out", str(tmp_path / "run")), "latin1.jsonl:3: not UTF-8")
+
+
+def test_skip_bad_lines_leaves_them_out_counts_them_and_keeps_the_others_indices(tmp_path):
+    from ssmscope.data import load_dataset
+
+    data = tmp_path / "mixed.jsonl"
+    lines = GOOD[:30] + list(BAD) + GOOD[30:]
+    data.write_text("\n".join(lines) + "\n")
+    skipped = []
+    records = load_dataset(data, skipped=skipped)
+    assert len(records) == 60 and len(skipped) == 4
+    assert [m.split(": ", 1)[0] for m in skipped] == [f"{data}:{n}" for n in range(31, 35)]
+    assert [r.index for r in records] == list(range(30)) + list(range(34, 64))  # positions in the source
+    result = run("train", "--arch", "cnn", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--embed-dim", "8", "--device", "cpu", "--skip-bad-lines")
+    assert result.returncode == 0, result.stderr
+    assert "bad lines skipped: 4" in result.stdout
+
+
+def test_a_200000_character_function_is_cut_to_max_len_and_counted():
+    from ssmscope.data import Vocab, encode, tokenize
+    from ssmscope.data.sources import Record
+
+    code = "int f(int *a) { " + "a[0] = a[1] + 2; " * 11_800 + "}"
+    assert len(code) > 200_000
+    tokens = tokenize(code, "identifiers")
+    split = encode([tokens], [1], Vocab.build([tokens], 1, 100), 1024, [Record(0, code, 1, "big.jsonl:1")])
+    assert len(split.sequences[0]) == 1024 and split.truncated == 1

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--discretization", default=m.discretization, choices=("zoh", "bilinear"))
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--resume", action="store_true", help="continue a run in --out that was interrupted (same command otherwise)")
+    p.add_argument("--skip-bad-lines", action="store_true", help="leave out and count bad records (malformed line, missing field, bad label, empty code) instead of stopping")
     p.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every, help=f"optimiser steps between resume checkpoints (default {t.checkpoint_every})")
     p.add_argument("--track-kernels", action="store_true", help="record the S4D kernels' spectral summary after every epoch")
 
@@ -105,7 +106,8 @@ def _train(args) -> None:
     config = RunConfig(
         arch=args.arch,
         data_path=str(Path(args.data).resolve()),
-        data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit, normalize=args.normalize),
+        data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit, normalize=args.normalize,
+                                 skip_bad_lines=args.skip_bad_lines),
         model=dataclasses.replace(ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization),
         train=dataclasses.replace(
             TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,

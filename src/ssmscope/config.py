@@ -27,6 +27,7 @@ class DataConfig:
     max_vocab: int = 20_000  # vocabulary cap, specials included
     limit: int | None = None  # stratified subsample of this many functions before splitting
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / valid / test
+    skip_bad_lines: bool = False  # leave out (and count) bad records instead of stopping at the first
 
 
 @dataclass(frozen=True)

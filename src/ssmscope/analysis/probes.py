@@ -151,9 +151,9 @@ def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, 
     d = config.data
     if data_path is None:  # the run's own test split, as splits.json recorded it
         test = set(json.loads((Path(run_dir) / "splits.json").read_text())["test"])
-        records = [r for r in load_dataset(config.data_path, d.code_field, d.label_field) if r.index in test]
+        records = [r for r in load_dataset(config.data_path, d.code_field, d.label_field, [] if d.skip_bad_lines else None) if r.index in test]
     else:
-        records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field)
+        records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field, [] if d.skip_bad_lines else None)
     split = encode_for_run(config, vocab, records)
     data_name = f"{config.data_path} (test split)" if data_path is None else str(data_path)
     results = {"run": str(run_dir), "data": data_name, "functions": len(records), "has_kernels": bool(kernel_modules(model))}

@@ -67,20 +67,32 @@ def parse_label(value, where: str, field: str) -> int:
     )
 
 
-def load_dataset(path: str | Path, code_field: str = "code", label_field: str = "label") -> list[Record]:
-    """Read every labelled function from ``path`` (a file in one of the formats above, or a ReVeal folder)."""
+def load_dataset(
+    path: str | Path, code_field: str = "code", label_field: str = "label", skipped: list[str] | None = None
+) -> list[Record]:
+    """Read every labelled function from ``path`` (a file in one of the formats above, or a ReVeal folder).
+
+    A bad record (malformed JSON line, missing field, label outside {0, 1}, empty or whitespace-only
+    code) is an error naming its line, unless ``skipped`` is a list: then the record is left out
+    and its error message appended there (``--skip-bad-lines``). Records keep their position in
+    the source either way, so a skipped line never shifts the indices of the others.
+    """
     path = Path(path)
     if not path.exists():
         raise SsmscopeError(f"{path}: no such file or folder; pass --data with an existing dataset path")
-    if path.is_dir():
-        rows = _read_reveal_folder(path, label_field)
-    else:
-        rows = _read_file(path)
+    rows = _read_reveal_folder(path, label_field) if path.is_dir() else _read_file(path)
     records = []
     for i, (where, row) in enumerate(rows):
-        records.append(_to_record(i, where, row, code_field, label_field))
+        try:
+            if isinstance(row, SsmscopeError):  # a line that did not parse
+                raise row
+            records.append(_to_record(i, where, row, code_field, label_field))
+        except SsmscopeError as e:
+            if skipped is None:
+                raise
+            skipped.append(str(e))
     if not records:
-        raise SsmscopeError(f"{path}: no records found; the file is empty")
+        raise SsmscopeError(f"{path}: no records found; the file is empty" + (f" or all {len(skipped)} records were bad" if skipped else ""))
     return records
 
 
@@ -96,6 +108,8 @@ def _to_record(index: int, where: str, row, code_field: str, label_field: str) -
     code = row[code_field]
     if not isinstance(code, str):
         raise SsmscopeError(f"{where}: code field '{code_field}' is {type(code).__name__}, not text")
+    if not code.strip():
+        raise SsmscopeError(f"{where}: code field '{code_field}' is empty; remove the record or pass --skip-bad-lines")
     return Record(index, code, parse_label(row[label_field], where, label_field), where)
 
 
@@ -139,15 +153,23 @@ def _read_file(path: Path):
 
 
 def _read_jsonl(path: Path):
-    with _open_text(path) as f:
-        for line_no, line in enumerate(f, start=1):
+    """(where, object) per non-blank line; a line that is not UTF-8 or not JSON comes as (where, SsmscopeError)."""
+    with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as f:
+        for line_no, raw in enumerate(f, start=1):
+            where = f"{path}:{line_no}"
+            if line_no == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # byte-order mark
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield where, SsmscopeError(f"{where}: not UTF-8 ({e.reason} at byte {e.start + 1} of the line); re-encode the file as UTF-8 or pass --skip-bad-lines")
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{line_no}"
             try:
                 yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SsmscopeError(f"{where}: malformed JSON ({e.msg} at column {e.colno}); fix or remove that line") from None
+            except json.JSONDecodeError as e:  # handed on, so that --skip-bad-lines can skip it
+                yield where, SsmscopeError(f"{where}: malformed JSON ({e.msg} at column {e.colno}); fix or remove that line, or pass --skip-bad-lines")
 
 
 def _read_json_array(path: Path, label: int | None = None, label_field: str = "label"):

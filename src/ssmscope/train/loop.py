@@ -103,7 +103,8 @@ class TokenizedData:
 def prepare_data(config: RunConfig) -> TokenizedData:
     """Read, de-duplicate, split, tokenize and encode; the vocabulary comes from train only."""
     d = config.data
-    records = load_dataset(config.data_path, d.code_field, d.label_field)
+    skipped = [] if d.skip_bad_lines else None
+    records = load_dataset(config.data_path, d.code_field, d.label_field, skipped)
     prepared = prepare(records, d.split, d.limit, config.train.seed, source=config.data_path)
     tokens = {name: [tokenize(r.code, d.normalize) for r in rs] for name, rs in prepared.splits.items()}
     vocab = Vocab.build(tokens["train"], d.min_count, d.max_vocab)
@@ -115,6 +116,7 @@ def prepare_data(config: RunConfig) -> TokenizedData:
     for name, split in splits.items():
         counts[f"{name}_truncated"] = split.truncated
     counts["vocab_size"] = len(vocab)
+    counts["bad_lines_skipped"] = len(skipped or [])
     return TokenizedData(vocab, splits, counts, prepared.indices())
 
 
@@ -230,6 +232,7 @@ def _train(config: RunConfig, data: TokenizedData, out_dir: Path, device, state:
         f"contradicting functions dropped, {c['used']} used; train/valid/test {c['train_size']}/{c['valid_size']}/"
         f"{c['test_size']}; vocabulary {c['vocab_size']}; cut to {config.data.max_len} tokens: "
         f"{c['train_truncated'] + c['valid_truncated'] + c['test_truncated']}"
+        + (f"; bad lines skipped: {c['bad_lines_skipped']}" if c["bad_lines_skipped"] else "")
     )
     model = build_model(config.arch, len(data.vocab), config.model).to(device)
     train = data.splits["train"]
@@ -319,7 +322,7 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path, code_field: str | N
     dev = resolve_device(device)
     config, vocab, model = load_run(run_dir, dev)
     d = config.data
-    records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field)
+    records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field, [] if d.skip_bad_lines else None)
     split = encode_for_run(config, vocab, records)
     return binary_metrics(split.labels, predict(model, split, config.train.batch_size, dev))
 
