@@ -147,3 +147,19 @@ def test_a_200000_character_function_is_cut_to_max_len_and_counted():
     tokens = tokenize(code, "identifiers")
     split = encode([tokens], [1], Vocab.build([tokens], 1, 100), 1024, [Record(0, code, 1, "big.jsonl:1")])
     assert len(split.sequences[0]) == 1024 and split.truncated == 1
+
+
+def test_a_tampered_run_config_cannot_direct_writes_outside_the_run_directory(tmp_path):
+    """Output paths come from the command line and fixed names, never from a run's stored config:
+    a model.pt whose config names a path-like architecture is refused before anything is written."""
+    from ssmscope.config import RunConfig
+    from ssmscope.train.checkpoint import save_model
+
+    run_dir = tmp_path / "shared-run"
+    run_dir.mkdir()
+    save_model(run_dir / "model.pt", RunConfig("../../escaped", "../../etc/passwd"), ["<pad>", "<unk>"], {}, 1)
+    (run_dir / "metrics.json").write_text("{}")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for command in (["analyze", "--run", str(run_dir)], ["probe", "--run", str(run_dir)]):
+        one_line_error(run(*command), "unknown architecture '../../escaped'")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
