@@ -137,11 +137,14 @@ def test_overwrite_removes_results_derived_from_the_old_model(runs, reveal_path,
     assert not (run_dir / "analysis").exists() and (run_dir / "metrics.json").exists()
 
 
-def test_same_seed_same_metrics(reveal_path, tmp_path):
+def test_same_seed_same_metrics_file_and_weights(reveal_path, tmp_path):
     config = small_config("smr_s4d", reveal_path)
     a = train_run(config, tmp_path / "a", log=lambda s: None)
     b = train_run(config, tmp_path / "b", log=lambda s: None)
     assert a == b
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
+    wa, wb = (torch.load(tmp_path / r / "model.pt", weights_only=True)["state_dict"] for r in "ab")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_existing_run_is_not_overwritten(runs, reveal_path):
