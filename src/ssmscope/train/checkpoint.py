@@ -32,27 +32,28 @@ def save_model(path: Path, config: RunConfig, vocab_tokens: list[str], state_dic
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def _safe_load(path: Path, retry_hint: str):
-    """torch.load with ``weights_only=True``: tensors and plain containers only, never code from a pickle."""
+def _load(path: Path, expected_format: str, missing: str, retry_hint: str) -> dict:
+    """A checkpoint dict of ``expected_format``, read with ``weights_only=True``: tensors and plain
+    containers only, never code from a pickle. Every failure is a one-line SsmscopeError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SsmscopeError(f"{path}: {missing}")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols; the user gets our one line
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise SsmscopeError(f"{path}: not a readable ssmscope checkpoint (it holds objects other than tensors, which could run code; refused); {retry_hint}") from None
     except Exception as e:
         raise SsmscopeError(f"{path}: not a readable ssmscope checkpoint ({type(e).__name__}); {retry_hint}") from None
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise SsmscopeError(f"{path}: not an ssmscope checkpoint (format {expected_format} expected); {retry_hint}")
+    return payload
 
 
 def load_model_file(path: Path) -> dict:
-    """Read a checkpoint with ``weights_only=True`` (no arbitrary code from pickles)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SsmscopeError(f"{path}: no model checkpoint; train the run first (ssmscope train ... --out {path.parent})")
-    payload = _safe_load(path, "retrain the run")
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise SsmscopeError(f"{path}: not an ssmscope checkpoint (format {CHECKPOINT_FORMAT} expected)")
-    return payload
+    """The best-epoch checkpoint of a run (model.pt)."""
+    return _load(path, CHECKPOINT_FORMAT, f"no model checkpoint; train the run first (ssmscope train ... --out {Path(path).parent})", "retrain the run")
 
 
 def save_training_state(path: Path, state: dict) -> None:
@@ -61,10 +62,6 @@ def save_training_state(path: Path, state: dict) -> None:
 
 
 def load_training_state(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise SsmscopeError(f"{path}: nothing to resume (no checkpoint); run the same command without --resume")
-    state = _safe_load(path, "train again without --resume and with --overwrite")
-    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
-        raise SsmscopeError(f"{path}: not an ssmscope training checkpoint (format {TRAINING_STATE_FORMAT} expected)")
-    return state
+    """The resume state of an interrupted run (checkpoint.pt)."""
+    return _load(path, TRAINING_STATE_FORMAT, "nothing to resume (no checkpoint); run the same command without --resume",
+                 "train again without --resume and with --overwrite")
