@@ -87,6 +87,10 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
 
+    def with_train(self, **changes: Any) -> "RunConfig":
+        """This config with some TrainConfig fields replaced."""
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         try:

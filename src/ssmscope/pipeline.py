@@ -32,7 +32,7 @@ def _same_experiment(a: RunConfig, b: RunConfig) -> bool:
     tracked, how often it checkpointed, and how far batches were padded (the models' outputs do
     not depend on padding)."""
     def key(c: RunConfig) -> RunConfig:
-        return dataclasses.replace(c, train=dataclasses.replace(c.train, device="auto", track_kernels=False, pad_to_multiple=1, checkpoint_every=0))
+        return c.with_train(device="auto", track_kernels=False, pad_to_multiple=1, checkpoint_every=0)
 
     return key(a) == key(b)
 
@@ -55,7 +55,7 @@ def reproduce(
     run_dirs = []
     for arch in archs:
         for seed in seeds:
-            config = dataclasses.replace(base, arch=arch, train=dataclasses.replace(base.train, seed=seed))
+            config = dataclasses.replace(base, arch=arch).with_train(seed=seed)
             run_dir = run_dir_for(out, arch, seed)
             if _finished_with(run_dir, config):
                 log(f"{arch} seed {seed}: finished before, skipped")

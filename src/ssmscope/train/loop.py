@@ -16,7 +16,6 @@ once on the test split. Everything lands in the run directory:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import platform
 import shutil
@@ -218,9 +217,7 @@ def _resume_state(out_dir: Path, config: RunConfig) -> dict:
         raise SsmscopeError(f"{out_dir}: this run has finished; nothing to resume")
     state = load_training_state(out_dir / RESUME_FILE)
     stored = RunConfig.from_dict(state["config"])
-    if dataclasses.replace(stored, train=dataclasses.replace(stored.train, checkpoint_every=0)) != dataclasses.replace(
-        config, train=dataclasses.replace(config.train, checkpoint_every=0)
-    ):
+    if stored.with_train(checkpoint_every=0) != config.with_train(checkpoint_every=0):  # how often is free to change
         raise SsmscopeError(f"{out_dir / RESUME_FILE}: was written with other settings; resume with the same command as the killed run")
     return state
 
