@@ -1,3 +1,8 @@
+import contextlib
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -10,3 +15,41 @@ def reveal_path() -> Path:
     if not REVEAL.is_file():
         pytest.skip(f"ReVeal not found at {REVEAL}")
     return REVEAL
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> Path:
+    """400 synthetic functions (distances 8 and 16): a training run of a few seconds."""
+    from ssmscope.data.synthetic import generate
+    from ssmscope.files import write_jsonl
+
+    path = tmp_path_factory.mktemp("data") / "synth.jsonl"
+    write_jsonl(path, generate(400, [8, 16]))
+    return path
+
+
+@pytest.fixture
+def kill_inside_epoch_2():
+    """``kill(process, run_dir, pids)``: wait until run_dir/checkpoint.pt lies inside epoch 2 (step >= 3),
+    SIGKILL every pid of ``pids()`` (default: the process), wait for the process; returns that state."""
+    from ssmscope.errors import SsmscopeError
+    from ssmscope.train.checkpoint import load_training_state
+
+    def kill(process: subprocess.Popen, run_dir: Path, pids=None) -> dict:
+        deadline = time.monotonic() + 300
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                state = load_training_state(run_dir / "checkpoint.pt")
+            except SsmscopeError:  # not written yet
+                time.sleep(0.005)
+                continue
+            if state["epoch"] == 2 and state["step"] >= 3:
+                for pid in pids() if pids else [process.pid]:
+                    with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
+                        os.kill(pid, signal.SIGKILL)
+                process.wait()
+                return state
+        process.wait()
+        pytest.fail("training finished before it could be killed inside epoch 2")
+
+    return kill

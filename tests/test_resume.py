@@ -4,23 +4,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
-import pytest
 import torch
 
-from ssmscope.data.synthetic import generate
-from ssmscope.files import exclusive_directory, write_jsonl
+from ssmscope.files import exclusive_directory
 from ssmscope.train.checkpoint import load_training_state
 
 EPOCHS = 3
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "synth.jsonl"
-    write_jsonl(path, generate(400, [8, 16]))
-    return path
 
 
 def train_command(data, out, *extra):
@@ -37,29 +27,16 @@ def epochs(run_dir):
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(corpus, tmp_path):
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(small_corpus, tmp_path, kill_inside_epoch_2):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(train_command(corpus, whole), check=True, capture_output=True)
+    subprocess.run(train_command(small_corpus, whole), check=True, capture_output=True)
 
-    process = subprocess.Popen(train_command(corpus, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    position = None
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            state = load_training_state(killed / "checkpoint.pt")
-        except Exception:  # not written yet
-            time.sleep(0.005)
-            continue
-        if state["epoch"] == 2 and state["step"] >= 3:  # inside the second epoch
-            process.send_signal(signal.SIGKILL)
-            position = (state["epoch"], state["step"])
-            break
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed mid-epoch"
+    process = subprocess.Popen(train_command(small_corpus, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_inside_epoch_2(process, killed)
+    assert process.returncode == -signal.SIGKILL
     assert not (killed / "metrics.json").exists()
-    assert position is not None
 
-    resumed = subprocess.run(train_command(corpus, killed, "--resume"), capture_output=True, text=True)
+    resumed = subprocess.run(train_command(small_corpus, killed, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed at epoch 2, step" in resumed.stdout
     assert (killed / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
@@ -69,27 +46,27 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(corpus, tmp_
     assert not (killed / "checkpoint.pt").exists()  # finished: nothing left to resume
 
 
-def test_resume_refuses_a_finished_run_and_other_settings(corpus, tmp_path):
+def test_resume_refuses_a_finished_run_and_other_settings(small_corpus, tmp_path):
     out = tmp_path / "run"
-    subprocess.run(train_command(corpus, out), check=True, capture_output=True)
-    finished = subprocess.run(train_command(corpus, out, "--resume"), capture_output=True, text=True)
+    subprocess.run(train_command(small_corpus, out), check=True, capture_output=True)
+    finished = subprocess.run(train_command(small_corpus, out, "--resume"), capture_output=True, text=True)
     assert finished.returncode == 2 and "has finished; nothing to resume" in finished.stderr
-    empty = subprocess.run(train_command(corpus, tmp_path / "never", "--resume"), capture_output=True, text=True)
+    empty = subprocess.run(train_command(small_corpus, tmp_path / "never", "--resume"), capture_output=True, text=True)
     assert empty.returncode == 2 and "nothing to resume" in empty.stderr
 
 
-def test_a_second_writer_of_the_same_run_directory_is_refused(corpus, tmp_path):
+def test_a_second_writer_of_the_same_run_directory_is_refused(small_corpus, tmp_path):
     out = tmp_path / "run"
     with exclusive_directory(out):  # stands for a training process that holds the directory
-        second = subprocess.run(train_command(corpus, out), capture_output=True, text=True)
+        second = subprocess.run(train_command(small_corpus, out), capture_output=True, text=True)
     assert second.returncode == 2
     assert "another ssmscope process is writing this run directory" in second.stderr
     assert list(out.iterdir()) == []  # the refused process wrote nothing
 
 
-def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(corpus, tmp_path):
+def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(small_corpus, tmp_path):
     out = tmp_path / "run"
-    result = subprocess.run(train_command(corpus, out, "--lr", "1e30"), capture_output=True, text=True)
+    result = subprocess.run(train_command(small_corpus, out, "--lr", "1e30"), capture_output=True, text=True)
     assert result.returncode == 2
     line = result.stderr.strip()
     assert line.startswith("ssmscope: error: epoch 1, step ") and "the training loss is" in line and "\n" not in line

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-state", type=int, default=m.d_state, help="S4D state size N")
     p.add_argument("--s4d-init", default=m.s4d_init, choices=("lin", "inv"))
     p.add_argument("--discretization", default=m.discretization, choices=("zoh", "bilinear"))
+    p.add_argument("--dropout", type=float, default=m.dropout, help=f"dropout before the head (default {m.dropout})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--resume", action="store_true", help="continue a run in --out that was interrupted (same command otherwise)")
     p.add_argument("--skip-bad-lines", action="store_true", help="leave out and count bad records (malformed line, missing field, bad label, empty code) instead of stopping")
@@ -108,15 +110,18 @@ def _train(args) -> None:
         data_path=str(Path(args.data).resolve()),
         data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit, normalize=args.normalize,
                                  skip_bad_lines=args.skip_bad_lines),
-        model=dataclasses.replace(ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization),
+        model=dataclasses.replace(
+            ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization, dropout=args.dropout,
+        ),
         train=dataclasses.replace(
             TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
             track_kernels=args.track_kernels, checkpoint_every=args.checkpoint_every,
         ),
     )
     metrics = train_run(config, args.out, overwrite=args.overwrite, resume=args.resume)
-    print(_metrics_line("test", metrics))
-    print(f"run written to {args.out}")
+    if _rank() == 0:
+        print(_metrics_line("test", metrics))
+        print(f"run written to {args.out}")
 
 
 def _evaluate(args) -> None:
@@ -209,15 +214,25 @@ def _metrics_line(label: str, m: dict) -> str:
 COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce, "data": _data, "probe": _probe}
 
 
+def _rank() -> int:
+    """This process's rank when torchrun started it (RANK), else 0."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()  # large CPU tensors reused instead of faulted in anew (allocator.py)
     try:
+        from .train.distributed import launched_ranks
+
+        if args.command != "train" and launched_ranks() > 1:
+            raise SsmscopeError(f"ssmscope {args.command} runs as one process; under torchrun only `ssmscope train` (DDP) runs")
         COMMANDS[args.command](args)
     except SsmscopeError as e:
         if args.debug:
             raise
-        print(f"ssmscope: error: {e}", file=sys.stderr)
+        where = f" (rank {_rank()})" if _rank() else ""
+        sys.stderr.write(f"ssmscope: error{where}: {e}\n")  # one write: ranks under torchrun share the terminal
         return 2
     except KeyboardInterrupt:
         print("ssmscope: interrupted", file=sys.stderr)

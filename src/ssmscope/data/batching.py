@@ -35,8 +35,11 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(sequences: list[np.ndarray], indices: np.ndarray, pad_to_multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad the chosen sequences to the longest of them, rounded up to a multiple of ``pad_to_multiple``.
+def collate(
+    sequences: list[np.ndarray], indices: np.ndarray, pad_to_multiple: int = 1, min_width: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad the chosen sequences to the longest of them (at least ``min_width``), rounded up to a
+    multiple of ``pad_to_multiple``.
 
     Rounding keeps the number of distinct batch shapes small (L ≤ 1024 and a multiple of 64 gives at
     most 16), which keeps the allocator's and oneDNN's per-shape caches from growing through an
@@ -45,7 +48,7 @@ def collate(sequences: list[np.ndarray], indices: np.ndarray, pad_to_multiple: i
     """
     chosen = [sequences[i] for i in indices]
     lengths = torch.tensor([len(s) for s in chosen], dtype=torch.int64)  # (B,)
-    width = -(-int(lengths.max()) // pad_to_multiple) * pad_to_multiple
+    width = -(-max(int(lengths.max()), min_width) // pad_to_multiple) * pad_to_multiple
     tokens = torch.full((len(chosen), width), PAD_ID, dtype=torch.int64)  # (B, L)
     for row, seq in enumerate(chosen):
         tokens[row, : len(seq)] = torch.from_numpy(seq)

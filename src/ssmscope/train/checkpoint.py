@@ -1,8 +1,8 @@
 """Checkpoint formats, written atomically (see ``ssmscope.files``).
 
 ``model.pt``       the best epoch's weights, vocabulary and config: what every later command loads.
-``checkpoint.pt``  the training state for ``--resume`` (model, optimiser, torch RNG, epoch, step,
-                   running loss, best epoch so far); removed when the run finishes.
+``checkpoint.pt``  the training state for ``--resume`` (model, optimiser, every rank's RNG, epoch,
+                   step, running loss, best epoch so far); removed when the run finishes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..errors import SsmscopeError
 from ..files import atomic_write
 
 CHECKPOINT_FORMAT = "ssmscope.model/1"
-TRAINING_STATE_FORMAT = "ssmscope.training-state/1"
+TRAINING_STATE_FORMAT = "ssmscope.training-state/2"  # /2: per-rank RNG states and world_size (DDP)
 
 
 def save_model(path: Path, config: RunConfig, vocab_tokens: list[str], state_dict: dict, epoch: int) -> None:
@@ -57,7 +57,8 @@ def load_model_file(path: Path) -> dict:
 
 
 def save_training_state(path: Path, state: dict) -> None:
-    """``state``: config, epoch, step, model, optimizer, torch_rng, loss_total, loss_count, best_f1, best_epoch."""
+    """``state``: config, world_size, epoch, step, model, optimizer, torch_rng (a list, one per rank),
+    cuda_rng (likewise, on CUDA), loss_total, loss_count, best_f1, best_epoch."""
     atomic_write(path, lambda f: torch.save({"format": TRAINING_STATE_FORMAT, **state}, f))
 
 

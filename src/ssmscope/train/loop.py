@@ -5,9 +5,9 @@ build the vocabulary from the train split, train for a fixed number of epochs wi
 BCE, keep the epoch with the best validation F1 of the vulnerable class, and evaluate that model
 once on the test split. Everything lands in the run directory:
 
-    config.json    the RunConfig (rebuilds the run) + library versions
+    config.json    the RunConfig (rebuilds the run) + library versions, git commit, number of processes
     splits.json    de-duplication counts and each split as record indices into the source
-    metrics.jsonl  one line per epoch: train loss, validation metrics, seconds
+    metrics.jsonl  one line per epoch: train loss, validation metrics, seconds (+ each rank's parameter hash under DDP)
     kernels.jsonl  with --track-kernels: every kernel layer's spectral summary, epoch 0 (initial) to E
     metrics.json   test metrics of the best epoch (+ best_epoch)
     model.pt       best weights, vocabulary, config (torch.load(..., weights_only=True))
@@ -21,6 +21,7 @@ import platform
 import shutil
 import subprocess
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed import get_backend as dist_backend
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..config import RunConfig
@@ -35,6 +38,7 @@ from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches,
 from ..errors import SsmscopeError
 from ..models import build_model, resolve_arch
 from ..files import append_jsonl, exclusive_directory, keep_epochs, write_json
+from .distributed import Ranks, process_group
 from .checkpoint import load_model_file, load_training_state, save_model, save_training_state
 from .metrics import binary_metrics
 from .progress import ProgressBar
@@ -120,27 +124,40 @@ def prepare_data(config: RunConfig) -> TokenizedData:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: EncodedSplit, batch_size: int, device: torch.device) -> np.ndarray:
-    """Probability of label 1 for every function of ``split``, in the split's order."""
+def predict(model: nn.Module, split: EncodedSplit, batch_size: int, device: torch.device, rows: np.ndarray | None = None) -> np.ndarray:
+    """Probability of label 1 for every function of ``split`` (or only ``rows`` of it), in that order."""
     model.eval()
-    probabilities = np.empty(len(split.sequences), dtype=np.float64)
-    for idx in sorted_batches(split.lengths, batch_size):
-        tokens, lengths = collate(split.sequences, idx)  # unpadded: probes filter kernels at the batch's length
+    rows = np.arange(len(split.sequences)) if rows is None else rows
+    probabilities = np.empty(len(rows), dtype=np.float64)
+    for batch in sorted_batches(split.lengths[rows], batch_size):  # positions in rows
+        tokens, lengths = collate(split.sequences, rows[batch])  # unpadded: probes filter kernels at the batch's length
         logits = model(tokens.to(device), lengths.to(device))  # (B,)
-        probabilities[idx] = torch.sigmoid(logits.double()).cpu().numpy()  # float64: no ties from saturation
+        probabilities[batch] = torch.sigmoid(logits.double()).cpu().numpy()  # float64: no ties from saturation
+    return probabilities
+
+
+def predict_shared(model: nn.Module, split: EncodedSplit, batch_size: int, device: torch.device, ranks: Ranks) -> np.ndarray:
+    """:func:`predict` with the functions dealt out over the ranks by length; every rank gets all probabilities."""
+    if ranks.world_size == 1:
+        return predict(model, split, batch_size, device)
+    rows = np.argsort(split.lengths, kind="stable")[ranks.rank :: ranks.world_size]
+    probabilities = np.empty(len(split.sequences), dtype=np.float64)
+    for their_rows, their_probabilities in ranks.gather((rows, predict(model, split, batch_size, device, rows))):
+        probabilities[their_rows] = their_probabilities
     return probabilities
 
 
 def train_epoch(
-    model, optimizer, loss_fn, split: EncodedSplit, config: RunConfig, epoch: int, device,
+    model, optimizer, loss_fn, split: EncodedSplit, config: RunConfig, epoch: int, device, ranks: Ranks = Ranks(),
     start_step: int = 0, loss_total: float = 0.0, loss_count: int = 0, after_step: Callable | None = None,
 ) -> float:
     """One pass over the train split in length-grouped batches; returns the mean loss per function.
 
     The batch order depends only on (seed, epoch), so a resumed epoch skips its first ``start_step``
-    batches and continues with the running loss sums it was given. ``after_step(step, total, count)``
-    is called after every optimiser step (step counts from 1). A non-finite loss stops training
-    before the update, naming epoch and step.
+    batches and continues with the running loss sums it was given. Under DDP each rank trains on its
+    share of every batch (``Ranks.share``) and the loss sums cover all ranks. ``after_step(step,
+    total, count)`` is called after every optimiser step (step counts from 1). A non-finite loss
+    stops training before the update, naming epoch and step.
     """
     t = config.train
     model.train()
@@ -148,21 +165,26 @@ def train_epoch(
     batches = length_grouped_batches(split.lengths, t.batch_size, rng, t.bucket_chunk_batches)
     labels = torch.from_numpy(split.labels).float()
     total, count = loss_total, loss_count
-    with ProgressBar(len(batches) - start_step, f"epoch {epoch}/{t.epochs}") as bar:
-        for step, idx in enumerate(batches[start_step:], start=start_step + 1):
-            tokens, lengths = collate(split.sequences, idx, t.pad_to_multiple)
+    with ProgressBar(len(batches) - start_step, f"epoch {epoch}/{t.epochs}", enabled=ranks.is_main) as bar:
+        for step, batch in enumerate(batches[start_step:], start=start_step + 1):
+            idx, weight = ranks.share(batch)
+            width = int(split.lengths[batch].max())  # every rank pads to the whole batch's width
+            tokens, lengths = collate(split.sequences, idx, t.pad_to_multiple, min_width=width)
             logits = model(tokens.to(device), lengths.to(device))  # (B,)
-            loss = loss_fn(logits, labels[idx].to(device))
-            if not torch.isfinite(loss):
+            loss = loss_fn(logits, labels[idx].to(device))  # mean over this rank's functions
+            batch_total = ranks.sum(loss.item() * len(idx) * (weight > 0))  # summed over the whole batch
+            if not np.isfinite(batch_total):
                 raise SsmscopeError(
-                    f"epoch {epoch}, step {step}: the training loss is {loss.item()}; lower --lr "
+                    f"epoch {epoch}, step {step}: the training loss is {batch_total / len(batch)}; lower --lr "
                     f"(the last checkpoint and model.pt are kept; no test metrics were written)"
                 )
+            if ranks.world_size > 1:
+                loss = loss * weight  # DDP averages over ranks: the gradient of the global batch's mean
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
+            total += batch_total
+            count += len(batch)
             bar.update(loss=total / count)
             if after_step is not None:
                 after_step(step, total, count)
@@ -196,33 +218,54 @@ def train_run(
 
     With ``resume`` the run continues from ``checkpoint.pt`` (written every ``checkpoint_every``
     steps and after every epoch) and ends exactly as an uninterrupted run would on the same device.
-    Only one process may train into a run directory at a time.
+    Only one process may train into a run directory at a time. Started by torchrun, the processes
+    train one model with DistributedDataParallel (``ssmscope.train.distributed``); every rank
+    returns the same metrics and only rank 0 writes.
     """
     validate(config)
     out_dir = Path(out_dir)
-    device = resolve_device(config.train.device)
     if resume and overwrite:
         raise SsmscopeError("--resume continues a run and --overwrite replaces it: choose one")
-    torch.manual_seed(config.train.seed)
-    data = prepare_data(config)
-    with exclusive_directory(out_dir):
-        state = _resume_state(out_dir, config) if resume else None
-        if state is None:
-            _prepare_out_dir(out_dir, overwrite)
-        return _train(config, data, out_dir, device, state, log)
+    with process_group(resolve_device(config.train.device)) as (ranks, device):
+        torch.manual_seed(config.train.seed)
+        data = prepare_data(config)
+        with ExitStack() as held:
+
+            def open_run_dir() -> dict | None:  # rank 0 only: lock, then the resume state or a clean directory
+                held.enter_context(exclusive_directory(out_dir))
+                state = _resume_state(out_dir, config, ranks.world_size) if resume else None
+                if state is None:
+                    _prepare_out_dir(out_dir, overwrite)
+                return state
+
+            state = ranks.on_main(open_run_dir)
+            return _train(config, data, out_dir, device, state, log if ranks.is_main else _quiet, ranks)
 
 
-def _resume_state(out_dir: Path, config: RunConfig) -> dict:
+def _quiet(_: str) -> None:
+    pass
+
+
+def _resume_state(out_dir: Path, config: RunConfig, world_size: int) -> dict:
     if (out_dir / "metrics.json").is_file():
         raise SsmscopeError(f"{out_dir}: this run has finished; nothing to resume")
     state = load_training_state(out_dir / RESUME_FILE)
     stored = RunConfig.from_dict(state["config"])
     if stored.with_train(checkpoint_every=0) != config.with_train(checkpoint_every=0):  # how often is free to change
         raise SsmscopeError(f"{out_dir / RESUME_FILE}: was written with other settings; resume with the same command as the killed run")
+    if state["world_size"] != world_size:
+        raise SsmscopeError(
+            f"{out_dir / RESUME_FILE}: was written by {state['world_size']} training process(es), this is {world_size}; "
+            f"resume with the same number (torchrun --nproc_per_node, --nnodes)"
+        )
+    if state["best_epoch"]:  # sent to every rank with the rest: nodes need not share the run directory
+        state["best_model"] = load_model_file(out_dir / "model.pt")["state_dict"]
     return state
 
 
-def _train(config: RunConfig, data: TokenizedData, out_dir: Path, device, state: dict | None, log: Callable[[str], None]) -> dict:
+def _train(
+    config: RunConfig, data: TokenizedData, out_dir: Path, device, state: dict | None, log: Callable[[str], None], ranks: Ranks
+) -> dict:
     c = data.counts
     log(
         f"data: {c['read']} read, {c['duplicates_dropped']} duplicates and {c['conflicting_dropped']} "
@@ -231,59 +274,72 @@ def _train(config: RunConfig, data: TokenizedData, out_dir: Path, device, state:
         f"{c['train_truncated'] + c['valid_truncated'] + c['test_truncated']}"
         + (f"; bad lines skipped: {c['bad_lines_skipped']}" if c["bad_lines_skipped"] else "")
     )
-    model = build_model(config.arch, len(data.vocab), config.model).to(device)
+    model = build_model(config.arch, len(data.vocab), config.model).to(device)  # the same on every rank: one seed
+    trained = model if ranks.world_size == 1 else DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if ranks.world_size > 1:
+        torch.manual_seed(ranks.dropout_seed(config.train.seed))
     train = data.splits["train"]
     positives = int(train.labels.sum())
     pos_weight = torch.tensor((len(train.labels) - positives) / positives, device=device)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    log(f"model: {config.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}, pos_weight {pos_weight.item():.3f}")
+    log(
+        f"model: {config.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}, pos_weight {pos_weight.item():.3f}"
+        + (f"; {ranks.world_size} processes (DDP, {dist_backend()})" if ranks.world_size > 1 else "")
+    )
 
     progress = {"epoch": 1, "step": 0, "loss_total": 0.0, "loss_count": 0, "best_f1": -1.0, "best_epoch": 0}
     best_state = None
     if state is None:
-        write_json(out_dir / "config.json", {**config.to_dict(), "environment": environment()})
-        write_json(out_dir / "splits.json", {"source": config.data_path, "source_sha256": _sha256(config.data_path), "counts": c, **data.indices})
-        if config.train.track_kernels:  # epoch 0: the kernels as initialised, before any update
-            append_jsonl(out_dir / "kernels.jsonl", {"epoch": 0, "layers": kernel_snapshot(model, config.data.max_len)})
+        if ranks.is_main:
+            write_json(out_dir / "config.json", {**config.to_dict(), "environment": {**environment(), "world_size": ranks.world_size}})
+            write_json(out_dir / "splits.json", {"source": config.data_path, "source_sha256": _sha256(config.data_path), "counts": c, **data.indices})
+            if config.train.track_kernels:  # epoch 0: the kernels as initialised, before any update
+                append_jsonl(out_dir / "kernels.jsonl", {"epoch": 0, "layers": kernel_snapshot(model, config.data.max_len)})
     else:
         progress = {k: state[k] for k in progress}
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"][ranks.rank])
         if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        if progress["best_epoch"]:
-            best_state = load_model_file(out_dir / "model.pt")["state_dict"]
-        for name in ("metrics.jsonl", "kernels.jsonl"):  # lines of the epoch that was cut short go
-            keep_epochs(out_dir / name, progress["epoch"] - 1)
+            torch.cuda.set_rng_state(state["cuda_rng"][ranks.rank], device)
+        best_state = state.get("best_model")
+        if ranks.is_main:
+            for name in ("metrics.jsonl", "kernels.jsonl"):  # lines of the epoch that was cut short go
+                keep_epochs(out_dir / name, progress["epoch"] - 1)
         log(f"resumed at epoch {progress['epoch']}, step {progress['step']}")
 
     def checkpoint(epoch: int, step: int, total: float, count: int) -> None:
         progress.update(epoch=epoch, step=step, loss_total=total, loss_count=count)
-        save_training_state(out_dir / RESUME_FILE, {
-            **progress, "config": config.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),  # dropout on GPU
-        })
+        torch_rng = ranks.gather(torch.get_rng_state())  # every rank's stream (dropout)
+        cuda_rng = ranks.gather(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
+        if ranks.is_main:
+            save_training_state(out_dir / RESUME_FILE, {
+                **progress, "config": config.to_dict(), "world_size": ranks.world_size, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "torch_rng": torch_rng, **({"cuda_rng": cuda_rng} if cuda_rng else {}),
+            })
 
     every = config.train.checkpoint_every
     for epoch in range(progress["epoch"], config.train.epochs + 1):
         start = time.perf_counter()
         train_loss = train_epoch(
-            model, optimizer, loss_fn, train, config, epoch, device, progress["step"], progress["loss_total"], progress["loss_count"],
+            trained, optimizer, loss_fn, train, config, epoch, device, ranks, progress["step"], progress["loss_total"], progress["loss_count"],
             after_step=lambda step, total, count: checkpoint(epoch, step, total, count) if step % every == 0 else None,
         )
-        valid = binary_metrics(data.splits["valid"].labels, predict(model, data.splits["valid"], config.train.batch_size, device))
+        digests = ranks.same_parameters(model.state_dict(), epoch)
+        valid = binary_metrics(data.splits["valid"].labels, predict_shared(model, data.splits["valid"], config.train.batch_size, device, ranks))
         seconds = time.perf_counter() - start
-        append_jsonl(out_dir / "metrics.jsonl", {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid})
-        if config.train.track_kernels:
-            append_jsonl(out_dir / "kernels.jsonl", {"epoch": epoch, "layers": kernel_snapshot(model, config.data.max_len)})
         improved = valid["f1"] > progress["best_f1"]
         if improved:
             progress.update(best_f1=valid["f1"], best_epoch=epoch)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            save_model(out_dir / "model.pt", config, data.vocab.tokens, best_state, epoch)
+        if ranks.is_main:
+            ranks_line = {"ranks": ranks.world_size, "parameters_sha256": digests} if ranks.world_size > 1 else {}
+            append_jsonl(out_dir / "metrics.jsonl", {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid, **ranks_line})
+            if config.train.track_kernels:
+                append_jsonl(out_dir / "kernels.jsonl", {"epoch": epoch, "layers": kernel_snapshot(model, config.data.max_len)})
+            if improved:
+                save_model(out_dir / "model.pt", config, data.vocab.tokens, best_state, epoch)
         checkpoint(epoch + 1, 0, 0.0, 0)  # the epoch is complete: a resume starts the next one
         log(
             f"epoch {epoch}/{config.train.epochs}  train loss {train_loss:.4f}  valid f1 {valid['f1']:.4f} "
@@ -291,10 +347,11 @@ def _train(config: RunConfig, data: TokenizedData, out_dir: Path, device, state:
         )
 
     model.load_state_dict(best_state)
-    test = binary_metrics(data.splits["test"].labels, predict(model, data.splits["test"], config.train.batch_size, device))
+    test = binary_metrics(data.splits["test"].labels, predict_shared(model, data.splits["test"], config.train.batch_size, device, ranks))
     metrics = {**test, "best_epoch": progress["best_epoch"]}
-    write_json(out_dir / "metrics.json", metrics)
-    (out_dir / RESUME_FILE).unlink()  # finished: nothing left to resume
+    if ranks.is_main:
+        write_json(out_dir / "metrics.json", metrics)
+        (out_dir / RESUME_FILE).unlink()  # finished: nothing left to resume
     return metrics
 
 

@@ -7,12 +7,12 @@ import time
 
 
 class ProgressBar:
-    """``with ProgressBar(total, "epoch 1") as bar: bar.update(loss=...)``; draws only on a TTY."""
+    """``with ProgressBar(total, "epoch 1") as bar: bar.update(loss=...)``; draws only on a TTY (and only if ``enabled``)."""
 
-    def __init__(self, total: int, label: str, stream=None, width: int = 30):
+    def __init__(self, total: int, label: str, stream=None, width: int = 30, enabled: bool = True):
         self.total, self.label, self.width = total, label, width
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = enabled and self.stream.isatty()
         self.done, self.start = 0, time.perf_counter()
 
     def update(self, **values: float) -> None:
