@@ -17,23 +17,26 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ssmscope.errors import SsmscopeError
-from ssmscope.train import load_run, predict
+from torch.nn.parallel import DistributedDataParallel
+
+from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ssmscope.models import build_model
+from ssmscope.train import load_run, predict, prepare_data
 from ssmscope.train.distributed import Ranks
-from ssmscope.train.loop import encode_for_run
+from ssmscope.train.loop import encode_for_run, train_epoch
 
 EPOCHS = 3
 # Two processes sum each batch's gradient in two halves and add them in the all-reduce, one process
-# in one pass: the same numbers in another order. Over 3 epochs × 22 Adam steps that moves weights by
-# about 2e-6 of their tensor's largest value (docs/METHODS.md); the bounds below leave 50x room.
+# in one pass: the same numbers in another order. Over 3 epochs × 30 Adam steps that moves weights by
+# about 4e-6 of their tensor's largest value (docs/METHODS.md); the bounds below leave 20x room.
 WEIGHT_TOLERANCE = 1e-4  # |w_ddp - w_single| <= this · max|w_single| per tensor
 PROBABILITY_TOLERANCE = 1e-4  # test-set probabilities of the two models
 LOSS_TOLERANCE = 1e-5  # relative, per epoch's train loss
 
 
-def train_args(data, out, *extra):
+def train_args(data, out, *extra):  # batch 11: shares of 6 + 5, and each epoch ends with a 1-function batch (an empty share)
     return ["-m", "ssmscope", "train", "--arch", "smr_s4d", "--data", str(data), "--out", str(out), "--epochs", str(EPOCHS),
-            "--batch-size", "15", "--max-len", "128", "--embed-dim", "32", "--device", "cpu", *extra]
+            "--batch-size", "11", "--max-len", "128", "--embed-dim", "32", "--device", "cpu", *extra]
 
 
 def single(data, out, *extra):
@@ -125,7 +128,7 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(small_corp
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4])
-@pytest.mark.parametrize("batch_size", [1, 2, 3, 5, 8, 15])
+@pytest.mark.parametrize("batch_size", range(1, 16))
 def test_the_shares_of_a_batch_weight_to_its_mean_loss(world_size, batch_size):
     """DDP averages over ranks, so (1/K) Σ_r weight_r · mean(ℓ over share_r) must be the batch mean."""
     batch = np.arange(100, 100 + batch_size)
@@ -138,29 +141,82 @@ def test_the_shares_of_a_batch_weight_to_its_mean_loss(world_size, batch_size):
     assert all(len(idx) >= 1 for idx, _ in shares)  # every rank runs a forward pass (and joins the all-reduce)
 
 
-def _compare_parameters(rank, store, perturb, results):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+def _join(rank, world_size, store):
+    if world_size > 1:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    return Ranks(rank, world_size)
+
+
+def _sgd_epoch(rank, world_size, store, corpus, results):
+    """One epoch of train_epoch with plain SGD, whose update is proportional to the gradient: a wrong
+    loss weight (a factor K, say) moves the weights visibly, where Adam would normalise it away."""
+    ranks = _join(rank, world_size, store)
+    config = RunConfig("smr_s4d", str(corpus), data=DataConfig(max_len=128), model=ModelConfig(embed_dim=16, dropout=0.0),
+                       train=TrainConfig(batch_size=11, device="cpu"))  # 320 functions: the last batch has 1, rank 1's share is empty
     torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3)
-    if perturb and rank == 1:
-        with torch.no_grad():
-            model.weight[0, 0] = torch.nextafter(model.weight[0, 0], torch.tensor(2.0))  # one ulp
-    try:
-        results[rank] = Ranks(rank, 2).same_parameters(model.state_dict(), epoch=4)
-    except SsmscopeError as e:
-        results[rank] = str(e)
-    finally:
+    data = prepare_data(config)
+    model = build_model(config.arch, len(data.vocab), config.model)
+    initial = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(2.0))
+    stepped = DistributedDataParallel(model) if world_size > 1 else model
+    loss = train_epoch(stepped, optimizer, loss_fn, data.splits["train"], config, 1, torch.device("cpu"), ranks)
+    results[rank] = (initial, {k: v.numpy().copy() for k, v in model.state_dict().items()}, loss)
+    if world_size > 1:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("perturb", [False, True])
-def test_the_parameter_check_stops_ranks_that_differ_by_one_ulp(tmp_path, perturb):
+def test_a_two_process_sgd_epoch_takes_the_one_process_steps(small_corpus, tmp_path):
+    one, two = {}, mp.Manager().dict()
+    _sgd_epoch(0, 1, None, small_corpus, one)
+    mp.spawn(_sgd_epoch, args=(2, str(tmp_path / "store"), small_corpus, two), nprocs=2)
+    (initial, reference, reference_loss), (_, weights0, loss0), (_, weights1, loss1) = one[0], two[0], two[1]
+    assert loss0 == loss1 == pytest.approx(reference_loss, rel=LOSS_TOLERANCE)
+    for name, w in reference.items():
+        assert np.array_equal(weights0[name], weights1[name]), name  # the ranks agree exactly
+        assert np.abs(weights0[name] - w).max() <= WEIGHT_TOLERANCE * np.abs(w).max(), name
+    # SGD moved the weights far more than the tolerance, so a gradient off by any factor would show
+    assert max(np.abs(reference[k] - initial[k]).max() / np.abs(reference[k]).max() for k in reference) > 100 * WEIGHT_TOLERANCE
+
+
+def _rank_checks(rank, store, disagree, results):
+    """Every guard of distributed.py on two gloo ranks; ``disagree``: rank 1 differs from rank 0."""
+    ranks = _join(rank, 2, store)
+    outcome = {}
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    if disagree and rank == 1:
+        with torch.no_grad():
+            model.weight[0, 0] = torch.nextafter(model.weight[0, 0], torch.tensor(2.0))  # one ulp
+    checks = {
+        "parameters": lambda: ranks.same_parameters(model.state_dict(), epoch=4),
+        "data": lambda: ranks.same_everywhere("data", "b" if disagree and rank == 1 else "a"),
+        "rank 0 fails": lambda: ranks.on_main(lambda: open(os.path.join(store + "-missing", "x"), "w") if disagree else 7),
+    }
+    for name, check in checks.items():
+        try:
+            outcome[name] = check()
+        except Exception as e:
+            outcome[name] = f"{type(e).__name__}: {e}"
+    results[rank] = outcome
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("disagree", [False, True])
+def test_ranks_that_disagree_stop_together_and_say_why(tmp_path, disagree):
     results = mp.Manager().dict()
-    mp.spawn(_compare_parameters, args=(str(tmp_path / "store"), perturb, results), nprocs=2)
-    if perturb:
-        assert all(results[r].startswith("epoch 4: the parameters differ between ranks") for r in (0, 1))
+    mp.spawn(_rank_checks, args=(str(tmp_path / "store"), disagree, results), nprocs=2)
+    first, second = results[0], results[1]
+    if disagree:
+        for outcome in (first, second):
+            assert outcome["parameters"].startswith("SsmscopeError: epoch 4: the parameters differ between ranks")
+            assert outcome["data"].startswith("SsmscopeError: rank(s) [1] have another data than rank 0")
+        assert first["rank 0 fails"].startswith("FileNotFoundError")  # rank 0 keeps its own error
+        assert second["rank 0 fails"].startswith("SsmscopeError: rank 0 stopped (FileNotFoundError")  # and rank 1 is told
     else:
-        assert results[0] == results[1] and len(results[0]) == 2 and results[0][0] == results[0][1]
+        assert first["parameters"] == second["parameters"] and len(set(first["parameters"])) == 1
+        assert first["data"] is None and second["data"] is None
+        assert first["rank 0 fails"] == second["rank 0 fails"] == 7  # rank 0's result reaches rank 1
 
 
 def test_commands_other_than_train_refuse_to_run_under_torchrun(tmp_path):

@@ -76,3 +76,11 @@ def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoi
     assert (state["epoch"], state["step"]) == (1, step - 1)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert not (out / "metrics.json").exists()
+
+
+def test_a_resume_state_written_before_ddp_still_loads_as_one_rank(tmp_path):
+    rng = torch.get_rng_state()
+    torch.save({"format": "ssmscope.training-state/1", "torch_rng": rng, "epoch": 2, "step": 5}, tmp_path / "checkpoint.pt")
+    state = load_training_state(tmp_path / "checkpoint.pt")
+    assert state["world_size"] == 1 and len(state["torch_rng"]) == 1 and torch.equal(state["torch_rng"][0], rng)
+    assert (state["epoch"], state["step"]) == (2, 5)

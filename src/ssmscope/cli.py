@@ -18,6 +18,7 @@ from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE
 from .allocator import keep_freed_memory
 from .errors import SsmscopeError
 from .models import ARCHITECTURES, VARIANTS
+from .train.distributed import launched_rank, launched_ranks
 
 
 def _add_data_fields(p: argparse.ArgumentParser, defaults: bool) -> None:
@@ -119,7 +120,7 @@ def _train(args) -> None:
         ),
     )
     metrics = train_run(config, args.out, overwrite=args.overwrite, resume=args.resume)
-    if _rank() == 0:
+    if launched_rank() == 0:
         print(_metrics_line("test", metrics))
         print(f"run written to {args.out}")
 
@@ -214,24 +215,17 @@ def _metrics_line(label: str, m: dict) -> str:
 COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce, "data": _data, "probe": _probe}
 
 
-def _rank() -> int:
-    """This process's rank when torchrun started it (RANK), else 0."""
-    return int(os.environ.get("RANK", "0") or 0)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()  # large CPU tensors reused instead of faulted in anew (allocator.py)
     try:
-        from .train.distributed import launched_ranks
-
         if args.command != "train" and launched_ranks() > 1:
             raise SsmscopeError(f"ssmscope {args.command} runs as one process; under torchrun only `ssmscope train` (DDP) runs")
         COMMANDS[args.command](args)
     except SsmscopeError as e:
         if args.debug:
             raise
-        where = f" (rank {_rank()})" if _rank() else ""
+        where = f" (rank {os.environ['RANK']})" if os.environ.get("RANK", "0") != "0" else ""
         sys.stderr.write(f"ssmscope: error{where}: {e}\n")  # one write: ranks under torchrun share the terminal
         return 2
     except KeyboardInterrupt:

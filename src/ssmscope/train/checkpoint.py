@@ -19,6 +19,7 @@ from ..files import atomic_write
 
 CHECKPOINT_FORMAT = "ssmscope.model/1"
 TRAINING_STATE_FORMAT = "ssmscope.training-state/2"  # /2: per-rank RNG states and world_size (DDP)
+ONE_PROCESS_TRAINING_STATE_FORMAT = "ssmscope.training-state/1"  # before DDP: one RNG state; still resumed
 
 
 def save_model(path: Path, config: RunConfig, vocab_tokens: list[str], state_dict: dict, epoch: int) -> None:
@@ -32,8 +33,8 @@ def save_model(path: Path, config: RunConfig, vocab_tokens: list[str], state_dic
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def _load(path: Path, expected_format: str, missing: str, retry_hint: str) -> dict:
-    """A checkpoint dict of ``expected_format``, read with ``weights_only=True``: tensors and plain
+def _load(path: Path, expected_formats: tuple[str, ...], missing: str, retry_hint: str) -> dict:
+    """A checkpoint dict of one of ``expected_formats``, read with ``weights_only=True``: tensors and plain
     containers only, never code from a pickle. Every failure is a one-line SsmscopeError."""
     path = Path(path)
     if not path.is_file():
@@ -46,14 +47,14 @@ def _load(path: Path, expected_format: str, missing: str, retry_hint: str) -> di
         raise SsmscopeError(f"{path}: not a readable ssmscope checkpoint (it holds objects other than tensors, which could run code; refused); {retry_hint}") from None
     except Exception as e:
         raise SsmscopeError(f"{path}: not a readable ssmscope checkpoint ({type(e).__name__}); {retry_hint}") from None
-    if not isinstance(payload, dict) or payload.get("format") != expected_format:
-        raise SsmscopeError(f"{path}: not an ssmscope checkpoint (format {expected_format} expected); {retry_hint}")
+    if not isinstance(payload, dict) or payload.get("format") not in expected_formats:
+        raise SsmscopeError(f"{path}: not an ssmscope checkpoint (format {expected_formats[0]} expected); {retry_hint}")
     return payload
 
 
 def load_model_file(path: Path) -> dict:
     """The best-epoch checkpoint of a run (model.pt)."""
-    return _load(path, CHECKPOINT_FORMAT, f"no model checkpoint; train the run first (ssmscope train ... --out {Path(path).parent})", "retrain the run")
+    return _load(path, (CHECKPOINT_FORMAT,), f"no model checkpoint; train the run first (ssmscope train ... --out {Path(path).parent})", "retrain the run")
 
 
 def save_training_state(path: Path, state: dict) -> None:
@@ -64,5 +65,11 @@ def save_training_state(path: Path, state: dict) -> None:
 
 def load_training_state(path: Path) -> dict:
     """The resume state of an interrupted run (checkpoint.pt)."""
-    return _load(path, TRAINING_STATE_FORMAT, "nothing to resume (no checkpoint); run the same command without --resume",
-                 "train again without --resume and with --overwrite")
+    state = _load(path, (TRAINING_STATE_FORMAT, ONE_PROCESS_TRAINING_STATE_FORMAT),
+                  "nothing to resume (no checkpoint); run the same command without --resume", "train again without --resume and with --overwrite")
+    if state["format"] == ONE_PROCESS_TRAINING_STATE_FORMAT:  # written by one process before DDP: the same state, one rank
+        state["world_size"] = 1
+        state["torch_rng"] = [state["torch_rng"]]
+        if "cuda_rng" in state:
+            state["cuda_rng"] = [state["cuda_rng"]]
+    return state

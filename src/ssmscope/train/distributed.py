@@ -79,7 +79,12 @@ class Ranks:
         return out
 
     def on_main(self, fn: Callable[[], Any]) -> Any:
-        """``fn()`` run by rank 0 only; every rank gets its result, or raises its SsmscopeError."""
+        """``fn()`` run by rank 0 only; every rank gets its result, or stops if it raised.
+
+        Rank 0 re-raises its own exception; the others raise an SsmscopeError that names it, so no
+        rank waits in a collective for a rank 0 that has stopped (writes to the run directory go
+        through here).
+        """
         if self.world_size == 1:
             return fn()
         outcome: list = [None]
@@ -87,13 +92,23 @@ class Ranks:
         if self.is_main:
             try:
                 outcome[0] = ("ok", fn())
-            except SsmscopeError as e:
-                error, outcome[0] = e, ("error", str(e))
+            except Exception as e:
+                error, outcome[0] = e, ("error", f"rank 0 stopped ({type(e).__name__}: {e})")
         dist.broadcast_object_list(outcome, src=0)
         kind, value = outcome[0]
         if kind == "error":
             raise error or SsmscopeError(value)
         return value
+
+    def same_everywhere(self, what: str, value: str) -> None:
+        """An error on every rank unless every rank passed the same ``value`` (a digest of ``what``)."""
+        values = self.gather(value)
+        if len(set(values)) > 1:
+            differ = [r for r, v in enumerate(values) if v != values[0]]
+            raise SsmscopeError(
+                f"rank(s) {differ} have another {what} than rank 0; start every process with the same "
+                f"command and the same data file (same path and content on every node)"
+            )
 
     def same_parameters(self, state_dict: dict[str, torch.Tensor], epoch: int) -> list[str]:
         """Every rank's :func:`parameter_digest` (none for a single process); an error naming the epoch if any two differ."""
@@ -123,10 +138,19 @@ def parameter_digest(state_dict: dict[str, torch.Tensor]) -> str:
 
 def launched_ranks() -> int:
     """How many processes torchrun started (WORLD_SIZE; 1 without torchrun)."""
+    return _environment_number("WORLD_SIZE", 1)
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (RANK; 0 without torchrun)."""
+    return _environment_number("RANK", 0)
+
+
+def _environment_number(name: str, default: int) -> int:
     try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
+        return int(os.environ.get(name, default))
     except ValueError:
-        raise SsmscopeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number; start with torchrun, or unset it") from None
+        raise SsmscopeError(f"{name}={os.environ[name]!r} is not a number; start with torchrun, or unset it") from None
 
 
 @contextmanager
@@ -137,6 +161,8 @@ def process_group(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
     Without torchrun (WORLD_SIZE unset or 1) this is ``Ranks()`` and ``device``, and nothing is joined.
     """
     if dist.is_available() and dist.is_initialized():  # the caller set up the group itself
+        if (dist.get_backend() == "nccl") != (device.type == "cuda"):
+            raise SsmscopeError(f"the process group uses {dist.get_backend()} and --device is {device.type}: use NCCL with cuda, gloo with cpu")
         ranks = _this_rank(device)
         yield ranks, ranks.device
         return

@@ -17,6 +17,7 @@ once on the test split. Everything lands in the run directory:
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import shutil
 import subprocess
@@ -29,7 +30,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.distributed import get_backend as dist_backend
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
@@ -162,13 +162,14 @@ def train_epoch(
     t = config.train
     model.train()
     rng = np.random.default_rng([t.seed, epoch])
-    batches = length_grouped_batches(split.lengths, t.batch_size, rng, t.bucket_chunk_batches)
+    lengths_all = split.lengths  # (n,)
+    batches = length_grouped_batches(lengths_all, t.batch_size, rng, t.bucket_chunk_batches)
     labels = torch.from_numpy(split.labels).float()
     total, count = loss_total, loss_count
     with ProgressBar(len(batches) - start_step, f"epoch {epoch}/{t.epochs}", enabled=ranks.is_main) as bar:
         for step, batch in enumerate(batches[start_step:], start=start_step + 1):
             idx, weight = ranks.share(batch)
-            width = int(split.lengths[batch].max())  # every rank pads to the whole batch's width
+            width = int(lengths_all[batch].max())  # every rank pads to the whole batch's width
             tokens, lengths = collate(split.sequences, idx, t.pad_to_multiple, min_width=width)
             logits = model(tokens.to(device), lengths.to(device))  # (B,)
             loss = loss_fn(logits, labels[idx].to(device))  # mean over this rank's functions
@@ -229,6 +230,8 @@ def train_run(
     with process_group(resolve_device(config.train.device)) as (ranks, device):
         torch.manual_seed(config.train.seed)
         data = prepare_data(config)
+        if ranks.world_size > 1:
+            ranks.same_everywhere("configuration or data", _run_digest(config, data))
         with ExitStack() as held:
 
             def open_run_dir() -> dict | None:  # rank 0 only: lock, then the resume state or a clean directory
@@ -244,6 +247,16 @@ def train_run(
 
 def _quiet(_: str) -> None:
     pass
+
+
+def _run_digest(config: RunConfig, data: TokenizedData) -> str:
+    """sha256 of the settings and of every split's records, labels and token ids: equal on every rank or the ranks train different things."""
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    digest.update("\n".join(data.vocab.tokens).encode())
+    for name, split in data.splits.items():
+        digest.update(name.encode() + np.asarray(data.indices[name], dtype=np.int64).tobytes() + split.labels.tobytes())
+        digest.update(split.lengths.tobytes() + np.concatenate(split.sequences).tobytes())
+    return digest.hexdigest()
 
 
 def _resume_state(out_dir: Path, config: RunConfig, world_size: int) -> dict:
@@ -275,7 +288,7 @@ def _train(
         + (f"; bad lines skipped: {c['bad_lines_skipped']}" if c["bad_lines_skipped"] else "")
     )
     model = build_model(config.arch, len(data.vocab), config.model).to(device)  # the same on every rank: one seed
-    trained = model if ranks.world_size == 1 else DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    ddp_model = model if ranks.world_size == 1 else DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)  # one process: the model
     if ranks.world_size > 1:
         torch.manual_seed(ranks.dropout_seed(config.train.seed))
     train = data.splits["train"]
@@ -285,17 +298,20 @@ def _train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     log(
         f"model: {config.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}, pos_weight {pos_weight.item():.3f}"
-        + (f"; {ranks.world_size} processes (DDP, {dist_backend()})" if ranks.world_size > 1 else "")
+        + (f"; {ranks.world_size} processes (DDP, {torch.distributed.get_backend()})" if ranks.world_size > 1 else "")
     )
 
     progress = {"epoch": 1, "step": 0, "loss_total": 0.0, "loss_count": 0, "best_f1": -1.0, "best_epoch": 0}
     best_state = None
     if state is None:
-        if ranks.is_main:
+
+        def start_files() -> None:
             write_json(out_dir / "config.json", {**config.to_dict(), "environment": {**environment(), "world_size": ranks.world_size}})
             write_json(out_dir / "splits.json", {"source": config.data_path, "source_sha256": _sha256(config.data_path), "counts": c, **data.indices})
             if config.train.track_kernels:  # epoch 0: the kernels as initialised, before any update
                 append_jsonl(out_dir / "kernels.jsonl", {"epoch": 0, "layers": kernel_snapshot(model, config.data.max_len)})
+
+        ranks.on_main(start_files)  # rank 0 writes; under DDP the others learn if it failed
     else:
         progress = {k: state[k] for k in progress}
         model.load_state_dict(state["model"])
@@ -304,26 +320,28 @@ def _train(
         if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"][ranks.rank], device)
         best_state = state.get("best_model")
-        if ranks.is_main:
-            for name in ("metrics.jsonl", "kernels.jsonl"):  # lines of the epoch that was cut short go
+
+        def drop_cut_short_epoch() -> None:
+            for name in ("metrics.jsonl", "kernels.jsonl"):
                 keep_epochs(out_dir / name, progress["epoch"] - 1)
+
+        ranks.on_main(drop_cut_short_epoch)
         log(f"resumed at epoch {progress['epoch']}, step {progress['step']}")
 
     def checkpoint(epoch: int, step: int, total: float, count: int) -> None:
         progress.update(epoch=epoch, step=step, loss_total=total, loss_count=count)
         torch_rng = ranks.gather(torch.get_rng_state())  # every rank's stream (dropout)
         cuda_rng = ranks.gather(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
-        if ranks.is_main:
-            save_training_state(out_dir / RESUME_FILE, {
-                **progress, "config": config.to_dict(), "world_size": ranks.world_size, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "torch_rng": torch_rng, **({"cuda_rng": cuda_rng} if cuda_rng else {}),
-            })
+        ranks.on_main(lambda: save_training_state(out_dir / RESUME_FILE, {
+            **progress, "config": config.to_dict(), "world_size": ranks.world_size, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "torch_rng": torch_rng, **({"cuda_rng": cuda_rng} if cuda_rng else {}),
+        }))
 
     every = config.train.checkpoint_every
     for epoch in range(progress["epoch"], config.train.epochs + 1):
         start = time.perf_counter()
         train_loss = train_epoch(
-            trained, optimizer, loss_fn, train, config, epoch, device, ranks, progress["step"], progress["loss_total"], progress["loss_count"],
+            ddp_model, optimizer, loss_fn, train, config, epoch, device, ranks, progress["step"], progress["loss_total"], progress["loss_count"],
             after_step=lambda step, total, count: checkpoint(epoch, step, total, count) if step % every == 0 else None,
         )
         digests = ranks.same_parameters(model.state_dict(), epoch)
@@ -333,13 +351,16 @@ def _train(
         if improved:
             progress.update(best_f1=valid["f1"], best_epoch=epoch)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if ranks.is_main:
+
+        def epoch_files() -> None:
             ranks_line = {"ranks": ranks.world_size, "parameters_sha256": digests} if ranks.world_size > 1 else {}
             append_jsonl(out_dir / "metrics.jsonl", {"epoch": epoch, "train_loss": train_loss, "seconds": seconds, "valid": valid, **ranks_line})
             if config.train.track_kernels:
                 append_jsonl(out_dir / "kernels.jsonl", {"epoch": epoch, "layers": kernel_snapshot(model, config.data.max_len)})
             if improved:
                 save_model(out_dir / "model.pt", config, data.vocab.tokens, best_state, epoch)
+
+        ranks.on_main(epoch_files)
         checkpoint(epoch + 1, 0, 0.0, 0)  # the epoch is complete: a resume starts the next one
         log(
             f"epoch {epoch}/{config.train.epochs}  train loss {train_loss:.4f}  valid f1 {valid['f1']:.4f} "
@@ -349,9 +370,12 @@ def _train(
     model.load_state_dict(best_state)
     test = binary_metrics(data.splits["test"].labels, predict_shared(model, data.splits["test"], config.train.batch_size, device, ranks))
     metrics = {**test, "best_epoch": progress["best_epoch"]}
-    if ranks.is_main:
+
+    def finish_files() -> None:
         write_json(out_dir / "metrics.json", metrics)
         (out_dir / RESUME_FILE).unlink()  # finished: nothing left to resume
+
+    ranks.on_main(finish_files)
     return metrics
 
 
