@@ -170,7 +170,7 @@ def process_group(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
         yield Ranks(), device
         return
     if device.type == "cuda":
-        local_rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        local_rank, count = _environment_number("LOCAL_RANK", 0), torch.cuda.device_count()
         if local_rank >= count:
             raise SsmscopeError(f"LOCAL_RANK {local_rank}: this node has {count} CUDA device(s); start at most {count} processes per node (--nproc_per_node)")
         torch.cuda.set_device(local_rank)
