@@ -28,6 +28,7 @@ After every epoch the ranks compare a sha256 of their parameters; a difference s
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from contextlib import contextmanager
@@ -181,7 +182,9 @@ def process_group(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
     try:
         ranks = _this_rank(device)
         yield ranks, ranks.device
+        dist.barrier()  # finished: no rank leaves while another still talks to it
     finally:
+        gc.collect()  # DDP and its reducer hold the group: free them before it goes
         dist.destroy_process_group()
 
 
