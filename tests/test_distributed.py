@@ -6,7 +6,6 @@ of the loss weighting, and sha256 computed here of the saved weights.
 
 import contextlib
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from run_files import epoch_lines, model_file, same_weights
 from torch.nn.parallel import DistributedDataParallel
 
 from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -47,14 +47,6 @@ def torchrun(data, out, *extra, processes=2):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *train_args(data, out, *extra)]
 
 
-def epochs(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def weights(run_dir):
-    return torch.load(run_dir / "model.pt", weights_only=True)
-
-
 def sha256_of(state_dict):
     digest = hashlib.sha256()
     for name, tensor in state_dict.items():
@@ -71,18 +63,18 @@ def test_two_processes_stay_in_step_and_match_one_process_with_the_same_global_b
     assert "2 processes (DDP, gloo)" in result.stdout
     assert sorted(p.name for p in two.iterdir()) == ["config.json", "metrics.json", "metrics.jsonl", "model.pt", "splits.json"]
 
-    lines = epochs(two)
+    lines = epoch_lines(two)
     for line in lines:  # every epoch, both ranks hashed their parameters, and the hashes agree
         assert line["ranks"] == 2 and len(line["parameters_sha256"]) == 2
         assert line["parameters_sha256"][0] == line["parameters_sha256"][1]
-    saved = weights(two)
+    saved = model_file(two)
     assert sha256_of(saved["state_dict"]) == lines[saved["epoch"] - 1]["parameters_sha256"][0]  # the hash is of the weights
 
-    reference = weights(one)
+    reference = model_file(one)
     assert saved["epoch"] == reference["epoch"]
     for name, w in reference["state_dict"].items():
         assert (saved["state_dict"][name] - w).abs().max() <= WEIGHT_TOLERANCE * w.abs().max(), name
-    for a, b in zip(epochs(one), lines, strict=True):
+    for a, b in zip(epoch_lines(one), lines, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=LOSS_TOLERANCE)
 
     config, vocab, model_one = load_run(one)
@@ -122,10 +114,8 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(small_corp
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed at epoch 2, step" in resumed.stdout
     assert (killed / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
-    drop_seconds = lambda lines: [{k: v for k, v in line.items() if k != "seconds"} for line in lines]  # noqa: E731
-    assert drop_seconds(epochs(killed)) == drop_seconds(epochs(whole))
-    a, b = weights(whole)["state_dict"], weights(killed)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert epoch_lines(killed) == epoch_lines(whole)
+    assert same_weights(whole, killed)
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4])

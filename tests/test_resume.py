@@ -1,12 +1,12 @@
 """Never lose a run: SIGKILL mid-epoch and --resume, one writer per run directory, non-finite loss."""
 
-import json
 import signal
 import subprocess
 import sys
 
 import torch
 
+from run_files import epoch_lines, same_weights
 from ssmscope.files import exclusive_directory
 from ssmscope.train.checkpoint import load_training_state
 
@@ -17,14 +17,6 @@ def train_command(data, out, *extra):
     return [sys.executable, "-m", "ssmscope", "train", "--arch", "s4d", "--data", str(data), "--out", str(out),
             "--epochs", str(EPOCHS), "--batch-size", "8", "--max-len", "128", "--embed-dim", "32", "--device", "cpu",
             "--checkpoint-every", "1", *extra]
-
-
-def state_dict(run_dir):
-    return torch.load(run_dir / "model.pt", weights_only=True)["state_dict"]
-
-
-def epochs(run_dir):
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(small_corpus, tmp_path, kill_inside_epoch_2):
@@ -40,9 +32,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(small_corpus
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed at epoch 2, step" in resumed.stdout
     assert (killed / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
-    assert epochs(killed) == epochs(whole)  # every epoch once, with the same loss and validation metrics
-    a, b = state_dict(whole), state_dict(killed)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert epoch_lines(killed) == epoch_lines(whole)  # every epoch once, with the same loss and validation metrics
+    assert same_weights(whole, killed)
     assert not (killed / "checkpoint.pt").exists()  # finished: nothing left to resume
 
 

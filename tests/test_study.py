@@ -10,6 +10,7 @@ import torch
 
 from ssmscope.analysis import analyze_bank
 from ssmscope.analysis.kernels import analyze_run, extract_kernels, kernel_modules
+from run_files import same_weights
 from ssmscope.cli import main
 from ssmscope.data import lex
 from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -164,9 +165,7 @@ def test_tracking_kernels_does_not_change_training(tiny_data, tmp_path):
     plain = train_run(tiny_config("smr_s4d", tiny_data), tmp_path / "plain", log=lambda s: None)
     tracked = train_run(tiny_config("smr_s4d", tiny_data, track_kernels=True), tmp_path / "tracked", log=lambda s: None)
     assert plain == tracked
-    a = torch.load(tmp_path / "plain" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "tracked" / "model.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_weights(tmp_path / "plain", tmp_path / "tracked")
 
 
 def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):

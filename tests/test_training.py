@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from run_files import same_weights
 from ssmscope.cli import main
 from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ssmscope.errors import SsmscopeError
@@ -143,8 +144,7 @@ def test_same_seed_same_metrics_file_and_weights(reveal_path, tmp_path):
     b = train_run(config, tmp_path / "b", log=lambda s: None)
     assert a == b
     assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
-    wa, wb = (torch.load(tmp_path / r / "model.pt", weights_only=True)["state_dict"] for r in "ab")
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(tmp_path / "a", tmp_path / "b")
 
 
 def test_existing_run_is_not_overwritten(runs, reveal_path):
