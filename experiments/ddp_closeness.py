@@ -1,7 +1,7 @@
 """How close a 2-process (DDP) run comes to the 1-process run with the same global batch.
 
 Generates the small synthetic corpus of tests/test_distributed.py, trains smr_s4d with dropout 0
-once as one process and once under torchrun with two (gloo), and prints the largest weight
+once as one process and once under torchrun with two (gloo), each process on one thread, and prints the largest weight
 difference per tensor (relative to the tensor's largest value), the largest train-loss difference
 and whether metrics.json is identical. docs/METHODS.md ("How close to one process") quotes it.
 
@@ -33,7 +33,8 @@ def main() -> None:
     corpus = out / "synth.jsonl"
     write_jsonl(corpus, generate(400, [8, 16]))
     train = ["-m", "ssmscope", "train", "--arch", "smr_s4d", "--data", str(corpus), "--epochs", str(args.epochs),
-             "--batch-size", str(args.batch_size), "--max-len", "128", "--embed-dim", "32", "--device", "cpu", "--dropout", "0", "--overwrite"]
+             "--batch-size", str(args.batch_size), "--max-len", "128", "--embed-dim", "32", "--device", "cpu", "--dropout", "0", "--overwrite",
+             "--threads", "1"]  # torchrun runs each rank on 1 thread; the one-process run must too (docs/METHODS.md, "Reproducibility")
     subprocess.run([sys.executable, *train, "--out", str(out / "one")], check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *train, "--out", str(out / "two")],
                    check=True, capture_output=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
 from .allocator import keep_freed_memory
 from .errors import SsmscopeError
+from .host import threads_set_to
 from .models import ARCHITECTURES, VARIANTS
 from .train.distributed import launched_rank, launched_ranks
 
@@ -25,6 +26,10 @@ def _add_data_fields(p: argparse.ArgumentParser, defaults: bool) -> None:
     d = DataConfig()
     p.add_argument("--code-field", default=d.code_field if defaults else None, help=f"field holding the function's code (default {d.code_field})")
     p.add_argument("--label-field", default=d.label_field if defaults else None, help=f"field holding the 0/1 label (default {d.label_field})")
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's choice); results are bit-identical only for the same CPU type and count")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--limit", type=int, default=None, help="stratified subsample of N functions before splitting")
     p.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
+    _add_threads(p)
     p.add_argument("--normalize", default=d.normalize, choices=NORMALIZE_MODES, help="identifier/literal normalisation")
     p.add_argument("--embed-dim", type=int, default=m.embed_dim)
     p.add_argument("--d-state", type=int, default=m.d_state, help="S4D state size N")
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     _add_data_fields(p, defaults=False)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_threads(p)
     p.add_argument("--out", default=None, help="JSON file for the metrics (default RUN/evaluations/<data name>.json)")
 
     p = sub.add_parser("analyze", help="extract and measure every S4D kernel of a trained run")
@@ -75,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON file (default RUN/probes/<data name>.json; a PNG/SVG figure beside it)")
     _add_data_fields(p, defaults=False)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_threads(p)
 
     p = sub.add_parser("data", help="dataset utilities")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -99,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--max-len", type=int, default=None, help=f"default {d.max_len}; {EMBEDDED_MAX_LEN} for the embedded corpus")
     p.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
+    _add_threads(p)
     _add_data_fields(p, defaults=True)
     return parser
 
@@ -115,7 +124,7 @@ def _train(args) -> None:
             ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization, dropout=args.dropout,
         ),
         train=dataclasses.replace(
-            TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+            TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
             track_kernels=args.track_kernels, checkpoint_every=args.checkpoint_every,
         ),
     )
@@ -130,7 +139,8 @@ def _evaluate(args) -> None:
     from .train import evaluate_run
     from .files import write_json
 
-    metrics = evaluate_run(args.run, args.data, args.code_field, args.label_field, args.device)
+    with threads_set_to(args.threads):
+        metrics = evaluate_run(args.run, args.data, args.code_field, args.label_field, args.device)
     out = Path(args.out) if args.out else Path(args.run) / "evaluations" / f"{dataset_stem(args.data)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, metrics)
@@ -158,7 +168,8 @@ def _analyze(args) -> None:
 def _probe(args) -> None:
     from .analysis.probes import probe_run
 
-    results = probe_run(args.run, args.data, args.out, args.code_field, args.label_field, args.device)
+    with threads_set_to(args.threads):
+        results = probe_run(args.run, args.data, args.out, args.code_field, args.label_field, args.device)
     if not results["has_kernels"]:
         print("this model has no SSM kernel to probe")
         return
@@ -199,9 +210,10 @@ def _reproduce(args) -> None:
         data_path=str(data_path.resolve()),
         data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=max_len, limit=args.limit),
         model=EMBEDDED_MODEL if args.data is None else ModelConfig(),
-        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device, track_kernels=True),
+        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device, threads=args.threads, track_kernels=True),
     )
-    rows, report = reproduce(base, args.out, args.archs or STUDY_ARCHS, args.seeds)
+    with threads_set_to(args.threads):  # training, analysis and probes alike
+        rows, report = reproduce(base, args.out, args.archs or STUDY_ARCHS, args.seeds)
     print(format_table(rows))
     print(f"report: {report}")
 
@@ -221,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command != "train" and launched_ranks() > 1:
             raise SsmscopeError(f"ssmscope {args.command} runs as one process; under torchrun only `ssmscope train` (DDP) runs")
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise SsmscopeError(f"--threads must be at least 1, got {args.threads}")
         COMMANDS[args.command](args)
     except SsmscopeError as e:
         if args.debug:

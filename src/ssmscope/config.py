@@ -52,6 +52,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # torch's intra-op CPU threads; None: torch's choice (results depend on it: docs/METHODS.md)
     bucket_chunk_batches: int = 50  # length grouping: sort within chunks of this many batches
     pad_to_multiple: int = 64  # batch widths rounded up to a multiple: few distinct shapes, flat memory
     track_kernels: bool = False  # record every S4D layer's spectral summary after each epoch

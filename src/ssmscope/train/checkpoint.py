@@ -59,7 +59,8 @@ def load_model_file(path: Path) -> dict:
 
 def save_training_state(path: Path, state: dict) -> None:
     """``state``: config, world_size, epoch, step, model, optimizer, torch_rng (a list, one per rank),
-    cuda_rng (likewise, on CUDA), loss_total, loss_count, best_f1, best_epoch."""
+    cuda_rng (likewise, on CUDA), hosts (every rank's CPU and thread count, ``ssmscope.host``; absent in
+    states written before it), loss_total, loss_count, best_f1, best_epoch."""
     atomic_write(path, lambda f: torch.save({"format": TRAINING_STATE_FORMAT, **state}, f))
 
 

@@ -5,7 +5,8 @@ build the vocabulary from the train split, train for a fixed number of epochs wi
 BCE, keep the epoch with the best validation F1 of the vulnerable class, and evaluate that model
 once on the test split. Everything lands in the run directory:
 
-    config.json    the RunConfig (rebuilds the run) + library versions, git commit, number of processes
+    config.json    the RunConfig (rebuilds the run) + library versions, git commit, number of processes,
+                   CPU model and thread count (what the bits depend on: ssmscope.host), and every resume
     splits.json    de-duplication counts and each split as record indices into the source
     metrics.jsonl  one line per epoch: train loss, validation metrics, seconds (+ each rank's parameter hash under DDP)
     kernels.jsonl  with --track-kernels: every kernel layer's spectral summary, epoch 0 (initial) to E
@@ -38,6 +39,7 @@ from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches,
 from ..errors import SsmscopeError
 from ..models import build_model, resolve_arch
 from ..files import append_jsonl, exclusive_directory, keep_epochs, write_json
+from ..host import differences, host_record, threads_set_to
 from .distributed import Ranks, process_group
 from .checkpoint import load_model_file, load_training_state, save_model, save_training_state
 from .metrics import binary_metrics
@@ -69,6 +71,7 @@ def validate(config: RunConfig) -> None:
         (t.pad_to_multiple >= 1, f"train.pad_to_multiple must be at least 1, got {t.pad_to_multiple}"),
         (t.bucket_chunk_batches >= 1, f"train.bucket_chunk_batches must be at least 1, got {t.bucket_chunk_batches}"),
         (t.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {t.checkpoint_every}"),
+        (t.threads is None or t.threads >= 1, f"--threads must be at least 1, got {t.threads}"),
         (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes + (m.smr_kernel_size,))})"),
         (d.limit is None or d.limit >= 10, f"--limit must be at least 10, got {d.limit}"),
         (m.d_state >= 2 and m.d_state % 2 == 0, f"d_state must be an even number >= 2, got {m.d_state}"),
@@ -172,7 +175,7 @@ def train_epoch(
             width = int(lengths_all[batch].max())  # every rank pads to the whole batch's width
             tokens, lengths = collate(split.sequences, idx, t.pad_to_multiple, min_width=width)
             logits = model(tokens.to(device), lengths.to(device))  # (B,)
-            loss = loss_fn(logits, labels[idx].to(device))  # mean over this rank's functions
+            loss = loss_fn(logits, labels[idx].to(device, logits.dtype))  # mean over this rank's functions
             batch_total = ranks.sum(loss.item() * len(idx) * (weight > 0))  # summed over the whole batch
             if not np.isfinite(batch_total):
                 raise SsmscopeError(
@@ -218,7 +221,9 @@ def train_run(
     """Train ``config.arch`` and write the run directory; returns the test metrics.
 
     With ``resume`` the run continues from ``checkpoint.pt`` (written every ``checkpoint_every``
-    steps and after every epoch) and ends exactly as an uninterrupted run would on the same device.
+    steps and after every epoch) and ends exactly as an uninterrupted run would on the same CPU type
+    with the same thread count: without ``--threads`` a resume keeps the count the run recorded, and
+    a resume on another CPU or with another count says that its result will not be bit-identical.
     Only one process may train into a run directory at a time. Started by torchrun, the processes
     train one model with DistributedDataParallel (``ssmscope.train.distributed``); every rank
     returns the same metrics and only rank 0 writes.
@@ -242,11 +247,23 @@ def train_run(
                 return state
 
             state = ranks.on_main(open_run_dir)
-            return _train(config, data, out_dir, device, state, log if ranks.is_main else _quiet, ranks)
+            log = log if ranks.is_main else _quiet
+            held.enter_context(threads_set_to(_threads_to_use(config, state, log)))
+            return _train(config, data, out_dir, device, state, log, ranks)
 
 
 def _quiet(_: str) -> None:
     pass
+
+
+def _threads_to_use(config: RunConfig, state: dict | None, log: Callable[[str], None]) -> int | None:
+    """--threads when given; else, when resuming, the count the interrupted run trained with (so that
+    it continues bit-identically); else None (torch's choice)."""
+    recorded = (state or {}).get("hosts")
+    if config.train.threads is None and recorded:
+        log(f"threads: {recorded[0]['threads']}, as the interrupted run used (--threads N changes it)")
+        return recorded[0]["threads"]
+    return config.train.threads
 
 
 def _run_digest(config: RunConfig, data: TokenizedData) -> str:
@@ -264,7 +281,7 @@ def _resume_state(out_dir: Path, config: RunConfig, world_size: int) -> dict:
         raise SsmscopeError(f"{out_dir}: this run has finished; nothing to resume")
     state = load_training_state(out_dir / RESUME_FILE)
     stored = RunConfig.from_dict(state["config"])
-    if stored.with_train(checkpoint_every=0) != config.with_train(checkpoint_every=0):  # how often is free to change
+    if stored.with_train(checkpoint_every=0, threads=None) != config.with_train(checkpoint_every=0, threads=None):  # free to change
         raise SsmscopeError(f"{out_dir / RESUME_FILE}: was written with other settings; resume with the same command as the killed run")
     if state["world_size"] != world_size:
         raise SsmscopeError(
@@ -303,10 +320,11 @@ def _train(
 
     progress = {"epoch": 1, "step": 0, "loss_total": 0.0, "loss_count": 0, "best_f1": -1.0, "best_epoch": 0}
     best_state = None
+    hosts = ranks.gather(host_record())  # CPU and thread count of every rank (nodes may differ)
     if state is None:
 
         def start_files() -> None:
-            write_json(out_dir / "config.json", {**config.to_dict(), "environment": {**environment(), "world_size": ranks.world_size}})
+            write_json(out_dir / "config.json", {**config.to_dict(), "environment": {**environment(), "world_size": ranks.world_size, **hosts[0]}})
             write_json(out_dir / "splits.json", {"source": config.data_path, "source_sha256": _sha256(config.data_path), "counts": c, **data.indices})
             if config.train.track_kernels:  # epoch 0: the kernels as initialised, before any update
                 append_jsonl(out_dir / "kernels.jsonl", {"epoch": 0, "layers": kernel_snapshot(model, config.data.max_len)})
@@ -321,19 +339,26 @@ def _train(
             torch.cuda.set_rng_state(state["cuda_rng"][ranks.rank], device)
         best_state = state.get("best_model")
 
+        changed = [f"rank {r}: {d}" if ranks.world_size > 1 else d
+                   for r, (then, now) in enumerate(zip(state.get("hosts", [{}] * ranks.world_size), hosts)) for d in differences(then, now)]
+
         def drop_cut_short_epoch() -> None:
             for name in ("metrics.jsonl", "kernels.jsonl"):
                 keep_epochs(out_dir / name, progress["epoch"] - 1)
+            _record_resume(out_dir / "config.json", {"epoch": progress["epoch"], "step": progress["step"], **hosts[0]})
 
         ranks.on_main(drop_cut_short_epoch)
         log(f"resumed at epoch {progress['epoch']}, step {progress['step']}")
+        if changed:
+            log(f"warning: resumed on another setup than the interrupted run ({'; '.join(changed)}): "
+                f"the result will not be bit-identical to an uninterrupted run")
 
     def checkpoint(epoch: int, step: int, total: float, count: int) -> None:
         progress.update(epoch=epoch, step=step, loss_total=total, loss_count=count)
         torch_rng = ranks.gather(torch.get_rng_state())  # every rank's stream (dropout)
         cuda_rng = ranks.gather(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
         ranks.on_main(lambda: save_training_state(out_dir / RESUME_FILE, {
-            **progress, "config": config.to_dict(), "world_size": ranks.world_size, "model": model.state_dict(),
+            **progress, "config": config.to_dict(), "world_size": ranks.world_size, "hosts": hosts, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "torch_rng": torch_rng, **({"cuda_rng": cuda_rng} if cuda_rng else {}),
         }))
 
@@ -377,6 +402,15 @@ def _train(
 
     ranks.on_main(finish_files)
     return metrics
+
+
+def _record_resume(config_file: Path, resume: dict) -> None:
+    """Append ``resume`` (where and on what a run was continued) to config.json's environment["resumed"]."""
+    if not config_file.is_file():
+        return
+    written = json.loads(config_file.read_text())
+    written.setdefault("environment", {}).setdefault("resumed", []).append(resume)
+    write_json(config_file, written)
 
 
 def load_run(run_dir: str | Path, device: torch.device | None = None) -> tuple[RunConfig, Vocab, nn.Module]:
