@@ -10,6 +10,20 @@ import pytest
 REVEAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def null_cache(tmp_path_factory):
+    """Untrained nulls (analysis.null) are cached in a folder of this test session, not in the user's
+    ~/.cache; set in the environment, so that ssmscope processes the tests start use it too."""
+    folder = tmp_path_factory.mktemp("null-cache")
+    previous = os.environ.get("SSMSCOPE_CACHE_DIR")
+    os.environ["SSMSCOPE_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["SSMSCOPE_CACHE_DIR"]
+    else:
+        os.environ["SSMSCOPE_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def reveal_path() -> Path:
     if not REVEAL.is_file():

@@ -66,7 +66,7 @@ def test_two_processes_stay_in_step_and_match_one_process_with_the_same_global_b
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("run written to") == 1  # rank 0 reports, rank 1 is quiet
     assert "2 processes (DDP, gloo)" in result.stdout
-    assert sorted(p.name for p in two.iterdir()) == ["config.json", "metrics.json", "metrics.jsonl", "model.pt", "splits.json"]
+    assert sorted(p.name for p in two.iterdir()) == ["config.json", "metrics.json", "metrics.jsonl", "model.pt", "predictions.csv", "splits.json"]
 
     lines = epoch_lines(two)
     for line in lines:  # every epoch, both ranks hashed their parameters, and the hashes agree

@@ -179,7 +179,19 @@ def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
     for seed in (0, 1):  # channel median of the dominant frequency, recomputed from the saved kernels
         with np.load(tmp_path / "runs" / f"s4d-seed{seed}" / "analysis" / "kernels.npz") as npz:
             dominant.append(np.median([m.dominant_frequency for m in analyze_bank(npz["branches.s4d"])]))
-    assert rows[0]["dominant frequency"] == f"{np.mean(dominant):.4f} ± {np.std(dominant, ddof=1):.4f}"
+    placed = [json.loads((tmp_path / "runs" / f"s4d-seed{s}" / "analysis" / "summary.json").read_text())["model"]["null"] for s in (0, 1)]
+    inside = [not p["dominant_frequency"]["outside"] for p in placed]
+    mark = "" if not any(inside) else " ≈ init" if all(inside) else f" ≈ init {sum(inside)}/2"
+    assert rows[0]["dominant frequency"] == f"{np.mean(dominant):.4f} ± {np.std(dominant, ddof=1):.4f}{mark}"
+    vd = [json.loads((tmp_path / "runs" / f"s4d-seed{s}" / "metrics.json").read_text())["vd_score"] for s in (0, 1)]
+    assert rows[0]["VD-S"] == f"{np.mean(vd):.3f} ± {np.std(vd, ddof=1):.3f}"
+    low, high = (float(x) for x in rows[0]["ROC-AUC 95% CI"].strip("[]").split(", "))
+    assert rows[0]["learned the task"] == ("no: ROC-AUC interval includes 0.5" if low <= 0.5 <= high else "yes")
+    # the report's pairwise row is `ssmscope compare --study` (a second path: the CLI on the same files)
+    assert main(["compare", "--study", str(tmp_path), "s4d", "smr_s4d-none", "--json"]) == 0
+    f1 = json.loads(capsys.readouterr().out)["metrics"]["f1"]
+    md = report.with_name("report.md").read_text()
+    assert f"| s4d | smr_s4d-none | 2 | {f1['difference']:+.3f} [{f1['ci_low']:+.3f}, {f1['ci_high']:+.3f}] p {f1['p_value']:.3f}" in md
     stamp = (tmp_path / "runs" / "s4d-seed0" / "model.pt").stat().st_mtime_ns
     messages = []
     reproduce(base, tmp_path, archs=["s4d"], seeds=[0], log=messages.append)

@@ -19,6 +19,8 @@ from ssmscope.errors import SsmscopeError
 from ssmscope.models import ARCHITECTURES
 from ssmscope.data import lex
 from ssmscope.train import METRIC_KEYS, evaluate_run, prepare_data, train_run
+from ssmscope.train.loop import read_predictions
+from ssmscope.train.metrics import TUNED_KEYS, binary_metrics, metrics_at_threshold, tuned_threshold
 
 pytestmark = pytest.mark.reveal
 
@@ -50,7 +52,7 @@ def test_run_directory_contents(runs, reveal_labels, arch):
     run_dir, returned = runs[arch]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     splits = json.loads((run_dir / "splits.json").read_text())
-    assert set(metrics) == set(METRIC_KEYS) | {"best_epoch"} and metrics == returned and metrics["best_epoch"] == 1
+    assert set(metrics) == set(METRIC_KEYS) | set(TUNED_KEYS) | {"best_epoch", "select_by"} and metrics == returned and metrics["best_epoch"] == 1
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
     assert tn + fp + fn + tp == 50 and fn + tp == sum(reveal_labels[i] for i in splits["test"])
     assert metrics["accuracy"] == pytest.approx((tn + tp) / 50)
@@ -85,9 +87,43 @@ def test_evaluate_reproduces_test_metrics_through_a_second_path(runs, reveal_pat
     assert main(["evaluate", "--run", str(run_dir), "--data", str(data), "--code-field", "func", "--label-field", "y", "--device", "cpu"]) == 0
     written = json.loads((run_dir / "evaluations" / "test.json").read_text())
     assert written["confusion_matrix"] == metrics["confusion_matrix"]
-    for key in ("f1", "f1_weighted", "roc_auc", "pr_auc", "mcc"):
+    for key in ("f1", "f1_weighted", "roc_auc", "pr_auc", "mcc", "vd_score", "brier", "f1_tuned", "mcc_tuned"):
         assert written[key] == pytest.approx(metrics[key], abs=1e-9)
+    assert written["tuned_threshold"] == metrics["tuned_threshold"]  # the run's threshold, not one tuned on test
+    evaluated = read_predictions(run_dir / "evaluations" / "test.predictions.csv")["test"]
+    trained = read_predictions(run_dir / "predictions.csv")["test"]
+    order = np.argsort(trained["index"])
+    by_position = dict(zip(range(len(rows)), sorted(test_ids)))  # evaluate indexes the rows of its own file
+    assert [by_position[i] for i in evaluated["index"]] == sorted(test_ids)
+    np.testing.assert_allclose(evaluated["probability"], trained["probability"][order], atol=1e-9)
     assert "f1_weighted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arch", ["s4d", "cnn"])
+def test_metrics_json_follows_from_predictions_csv(runs, arch):
+    """Every number of metrics.json recomputed from predictions.csv alone (a second path: the file, not the model)."""
+    run_dir, metrics = runs[arch]
+    predictions = read_predictions(run_dir / "predictions.csv")
+    splits = json.loads((run_dir / "splits.json").read_text())
+    assert set(predictions) == {"valid", "test"}
+    for name, columns in predictions.items():
+        assert sorted(columns["index"]) == sorted(splits[name])  # index = the record index of splits.json
+    valid, test = predictions["valid"], predictions["test"]
+    threshold = tuned_threshold(valid["label"], valid["probability"])
+    assert metrics["tuned_threshold"] == threshold
+    recomputed = {**binary_metrics(test["label"], test["probability"]), **metrics_at_threshold(test["label"], test["probability"], threshold)}
+    assert recomputed == {k: v for k, v in metrics.items() if k not in ("best_epoch", "select_by")}  # exact: 17 digits in the file
+
+
+def test_select_by_picks_the_epoch_with_the_best_chosen_validation_metric(reveal_path, tmp_path):
+    config = dataclasses.replace(small_config("cnn", reveal_path), train=TrainConfig(epochs=3, select_by="roc_auc"))
+    metrics = train_run(config, tmp_path / "run", log=lambda s: None)
+    aucs = [json.loads(line)["valid"]["roc_auc"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics["select_by"] == "roc_auc" and metrics["best_epoch"] == 1 + int(np.argmax(aucs))
+    valid = read_predictions(tmp_path / "run" / "predictions.csv")["valid"]
+    assert binary_metrics(valid["label"], valid["probability"])["roc_auc"] == max(aucs)  # the saved model is that epoch's
+    with pytest.raises(SsmscopeError, match="--select-by: unknown metric 'brier'"):
+        train_run(dataclasses.replace(config, train=TrainConfig(select_by="brier")), tmp_path / "other", log=lambda s: None)
 
 
 def _write_split(reveal_path, run_dir, split, path):

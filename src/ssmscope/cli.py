@@ -16,9 +16,11 @@ from pathlib import Path
 
 from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
 from .allocator import keep_freed_memory
+from .analysis.null import DEFAULT_NULL_DRAWS
 from .errors import SsmscopeError
 from .host import threads_set_to
 from .models import ARCHITECTURES, VARIANTS
+from .train.metrics import SELECTION_METRICS
 from .train.distributed import launched_rank, launched_ranks
 
 
@@ -32,6 +34,15 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's choice); results are bit-identical only for the same CPU type and count")
 
 
+def _add_split_by(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split-by", default=None, metavar="FIELD", help="a field grouping the functions (e.g. project); with --test-group, test on whole groups")
+    p.add_argument("--test-group", default=None, metavar="VALUE[,VALUE]", help="the group(s) of --split-by that form the test split; train and valid come from the others")
+
+
+def _test_groups(args) -> tuple[str, ...]:
+    return tuple(v.strip() for v in args.test_group.split(",") if v.strip()) if args.test_group else ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssmscope", description="Train S4D-family vulnerability detectors and read their kernels.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -40,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     d, m, t, syn = DataConfig(), ModelConfig(), TrainConfig(), SyntheticConfig()
     p = sub.add_parser("train", help="train one architecture and evaluate it on the test split")
     p.add_argument("--arch", required=True, help=f"one of: {', '.join([*ARCHITECTURES, *VARIANTS])}")
-    p.add_argument("--data", required=True, help="dataset file (.jsonl/.json/.csv/.parquet, optionally .gz) or ReVeal folder")
+    p.add_argument("--data", required=True, help="dataset file (.jsonl/.json/.csv/.parquet, optionally .gz), ReVeal folder, or folder with train/valid/test files (split as given)")
     p.add_argument("--out", required=True, help="run directory to write")
     _add_data_fields(p, defaults=True)
     p.add_argument("--epochs", type=int, default=t.epochs)
@@ -49,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, default=d.max_len, help="tokens kept per function")
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--limit", type=int, default=None, help="stratified subsample of N functions before splitting")
+    _add_split_by(p)
     p.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
     _add_threads(p)
     p.add_argument("--normalize", default=d.normalize, choices=NORMALIZE_MODES, help="identifier/literal normalisation")
@@ -62,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-lines", action="store_true", help="leave out and count bad records (malformed line, missing field, bad label, empty code) instead of stopping")
     p.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every, help=f"optimiser steps between resume checkpoints (default {t.checkpoint_every})")
     p.add_argument("--track-kernels", action="store_true", help="record the S4D kernels' spectral summary after every epoch")
+    p.add_argument("--select-by", default=t.select_by, choices=SELECTION_METRICS,
+                   help=f"validation metric that picks the best epoch (default {t.select_by}; docs/METHODS.md says which suits which class balance)")
 
     p = sub.add_parser("evaluate", help="score a trained run on a dataset")
     p.add_argument("--run", required=True, help="run directory written by train")
@@ -69,12 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_fields(p, defaults=False)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     _add_threads(p)
-    p.add_argument("--out", default=None, help="JSON file for the metrics (default RUN/evaluations/<data name>.json)")
+    p.add_argument("--out", default=None, help="JSON file for the metrics (default RUN/evaluations/<data name>.json; predictions in <name>.predictions.csv beside it)")
 
     p = sub.add_parser("analyze", help="extract and measure every S4D kernel of a trained run")
     p.add_argument("--run", required=True, help="run directory written by train")
     p.add_argument("--length", type=int, default=None, help="kernel length in taps (default: the run's --max-len)")
     p.add_argument("--out", default=None, help="folder for the analysis (default RUN/analysis, which report reads)")
+    p.add_argument("--null-draws", type=int, default=DEFAULT_NULL_DRAWS,
+                   help=f"freshly initialised models of the run's configuration to place each reading among (default {DEFAULT_NULL_DRAWS}, cached; 0: no null)")
 
     p = sub.add_parser("probe", help="evaluate a trained run while truncating or band-limiting its kernels")
     p.add_argument("--run", required=True, help="run directory written by train")
@@ -83,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_fields(p, defaults=False)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     _add_threads(p)
+
+    p = sub.add_parser("compare", help="paired comparison of two runs (or two groups of runs, paired by seed) on the same test functions")
+    p.add_argument("runs", nargs="*", help="RUN_A RUN_B; with --study: ARCH_A ARCH_B")
+    p.add_argument("--a", nargs="+", default=None, metavar="RUN", help="group A: runs of one model at several seeds")
+    p.add_argument("--b", nargs="+", default=None, metavar="RUN", help="group B: runs of the other model at the same seeds")
+    p.add_argument("--study", default=None, metavar="DIR", help="a reproduce directory: compare ARCH_A with ARCH_B over its seeds")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the test functions (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
     p = sub.add_parser("data", help="dataset utilities")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -105,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=t.epochs)
     p.add_argument("--limit", type=int, default=None)
+    _add_split_by(p)
+    p.add_argument("--select-by", default=TrainConfig().select_by, choices=SELECTION_METRICS, help="validation metric that picks each run's best epoch")
     p.add_argument("--max-len", type=int, default=None, help=f"default {d.max_len}; {EMBEDDED_MAX_LEN} for the embedded corpus")
     p.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
     _add_threads(p)
@@ -119,13 +146,13 @@ def _train(args) -> None:
         arch=args.arch,
         data_path=str(Path(args.data).resolve()),
         data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=args.max_len, limit=args.limit, normalize=args.normalize,
-                                 skip_bad_lines=args.skip_bad_lines),
+                                 skip_bad_lines=args.skip_bad_lines, split_by=args.split_by, test_groups=_test_groups(args)),
         model=dataclasses.replace(
             ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization, dropout=args.dropout,
         ),
         train=dataclasses.replace(
             TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
-            track_kernels=args.track_kernels, checkpoint_every=args.checkpoint_every,
+            track_kernels=args.track_kernels, checkpoint_every=args.checkpoint_every, select_by=args.select_by,
         ),
     )
     metrics = train_run(config, args.out, overwrite=args.overwrite, resume=args.resume)
@@ -139,20 +166,21 @@ def _evaluate(args) -> None:
     from .train import evaluate_run
     from .files import write_json
 
-    with threads_set_to(args.threads):
-        metrics = evaluate_run(args.run, args.data, args.code_field, args.label_field, args.device)
     out = Path(args.out) if args.out else Path(args.run) / "evaluations" / f"{dataset_stem(args.data)}.json"
+    predictions = out.with_name(out.name.removesuffix(".json") + ".predictions.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
+    with threads_set_to(args.threads):
+        metrics = evaluate_run(args.run, args.data, args.code_field, args.label_field, args.device, predictions=predictions)
     write_json(out, metrics)
     print(json.dumps(metrics))
     print(_metrics_line("evaluation", metrics))
-    print(f"metrics written to {out}")
+    print(f"metrics written to {out}, predictions to {predictions}")
 
 
 def _analyze(args) -> None:
     from .analysis.kernels import analyze_run
 
-    summary = analyze_run(args.run, args.length, out=args.out)
+    summary = analyze_run(args.run, args.length, out=args.out, null_draws=args.null_draws or None)
     if summary["note"]:
         print(summary["note"])
     for layer in summary["layers"]:
@@ -162,6 +190,12 @@ def _analyze(args) -> None:
             f"(~{median['dependency_range_tokens']:.0f} tokens), entropy {median['spectral_entropy_bits']:.3f} bits, "
             f"energy length {median['energy_length_90']:.0f} taps; averaged spectrum {layer['summary']['mean_spectrum']['filter_type']}"
         )
+        if "null" in layer:
+            print("  against the untrained null (percentile): " + ", ".join(
+                f"{name} {p['percentile']:.0f}{' OUTSIDE' if p['outside'] else ''}" for name, p in layer["null"].items()))
+    if summary["null"]:
+        print(f"untrained null: {summary['null']['n']} fresh models; OUTSIDE = beyond the central {summary['null']['level']:.0%}, "
+              f"every other reading does not differ from initialisation")
     print(f"analysis written to {args.out or Path(args.run) / 'analysis'}")
 
 
@@ -190,6 +224,24 @@ def _data(args) -> None:
     print(f"{len(records)} functions ({sum(r['label'] for r in records)} vulnerable) written to {out}")
 
 
+def _compare(args) -> None:
+    from .compare import compare_groups, compare_runs, format_comparison, study_groups
+
+    if args.study is not None:
+        if len(args.runs) != 2 or args.a or args.b:
+            raise SsmscopeError("compare --study DIR takes two architecture names: ssmscope compare --study DIR ARCH_A ARCH_B")
+        result = compare_groups(*study_groups(args.study, *args.runs), n_boot=args.n_boot, seed=args.seed)
+    elif args.a or args.b:
+        if not (args.a and args.b) or args.runs:
+            raise SsmscopeError("compare --a RUN... --b RUN...: give both groups and no other run directories")
+        result = compare_groups(args.a, args.b, n_boot=args.n_boot, seed=args.seed)
+    elif len(args.runs) == 2:
+        result = compare_runs(*args.runs, n_boot=args.n_boot, seed=args.seed)
+    else:
+        raise SsmscopeError(f"compare takes two run directories (got {len(args.runs)}); for groups use --a/--b or --study DIR ARCH_A ARCH_B")
+    print(json.dumps(result, indent=2, allow_nan=False) if args.json else format_comparison(result), end="\n" if args.json else "")
+
+
 def _report(args) -> None:
     from .report.render import write_report
 
@@ -208,9 +260,10 @@ def _reproduce(args) -> None:
     base = RunConfig(
         arch="s4d",
         data_path=str(data_path.resolve()),
-        data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=max_len, limit=args.limit),
+        data=dataclasses.replace(DataConfig(), code_field=args.code_field, label_field=args.label_field, max_len=max_len, limit=args.limit,
+                                 split_by=args.split_by, test_groups=_test_groups(args)),
         model=EMBEDDED_MODEL if args.data is None else ModelConfig(),
-        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device, threads=args.threads, track_kernels=True),
+        train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device, threads=args.threads, track_kernels=True, select_by=args.select_by),
     )
     with threads_set_to(args.threads):  # training, analysis and probes alike
         rows, report = reproduce(base, args.out, args.archs or STUDY_ARCHS, args.seeds)
@@ -219,12 +272,13 @@ def _reproduce(args) -> None:
 
 
 def _metrics_line(label: str, m: dict) -> str:
-    keys = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "mcc")
+    keys = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "mcc", "vd_score", "brier")
     parts = [f"{k} {m[k]:.4f}" if m[k] is not None else f"{k} n/a" for k in keys]
-    return f"{label}: " + "  ".join(parts) + f"  confusion [[tn fp] [fn tp]] {m['confusion_matrix']}"
+    tuned = f"  at the validation-tuned threshold {m['tuned_threshold']:.4f}: f1 {m['f1_tuned']:.4f} mcc {m['mcc_tuned']:.4f}" if m.get("tuned_threshold") is not None else ""
+    return f"{label}: " + "  ".join(parts) + f"  confusion [[tn fp] [fn tp]] {m['confusion_matrix']}" + tuned
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce, "data": _data, "probe": _probe}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report": _report, "reproduce": _reproduce, "data": _data, "probe": _probe, "compare": _compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,8 @@ class DataConfig:
     limit: int | None = None  # stratified subsample of this many functions before splitting
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / valid / test
     skip_bad_lines: bool = False  # leave out (and count) bad records instead of stopping at the first
+    split_by: str | None = None  # field whose values group the functions (e.g. ReVeal's "project") ...
+    test_groups: tuple[str, ...] = ()  # ... and the groups that form the test split (train/valid from the others)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class TrainConfig:
     pad_to_multiple: int = 64  # batch widths rounded up to a multiple: few distinct shapes, flat memory
     track_kernels: bool = False  # record every S4D layer's spectral summary after each epoch
     checkpoint_every: int = 100  # optimiser steps between resume checkpoints (one more after every epoch)
+    select_by: str = "f1"  # validation metric that picks the best epoch: f1 | mcc | roc_auc | pr_auc | accuracy
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def write_text(path: Path, text: str) -> None:
+    data = text.encode()
+    atomic_write(path, lambda f: f.write(data))
+
+
 def append_jsonl(path: Path, obj) -> None:
     """Append one line; the file holds complete lines only (previous content + the new line)."""
     path = Path(path)

@@ -17,7 +17,7 @@ from .analysis.probes import probe_run
 from .config import EMBEDDED_CORPUS, RunConfig
 from .errors import SsmscopeError
 from .models import ARCHITECTURES, VARIANTS
-from .report.render import load_run_record, table_columns, table_rows, write_report
+from .report.render import DETECTION_COLUMNS, kernel_columns, load_run_record, table_rows, write_report
 from .train.loop import RESUME_FILE, train_run
 
 STUDY_ARCHS = (*ARCHITECTURES, *VARIANTS)  # the six + the SMR fusion ablation
@@ -85,9 +85,11 @@ def write_embedded_corpus(out: Path) -> Path:
 
 
 def format_table(rows: list[dict]) -> str:
-    """The report's table as aligned plain text for a terminal."""
-    columns = table_columns(rows)
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
+    """The report's two tables (detection, kernels) as aligned plain text for a terminal."""
+    tables = []
+    for columns in (DETECTION_COLUMNS, kernel_columns(rows)):
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+        lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+        lines += ["  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows]
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)

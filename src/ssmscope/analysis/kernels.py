@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import SsmscopeError
 from . import spectral
 from .metrics import summarize_layer
+from .null import CENTRAL_LEVEL, DEFAULT_NULL_DRAWS, MODEL_KEY, null_cache_key, null_readings, place_in_null
 
 
 def kernel_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -57,11 +58,20 @@ def summarize_model(kernels: dict[str, np.ndarray], nfft: int | None = None) -> 
     return {"summary": summary, "spectrum": {"frequency": freqs.tolist(), "power": mean_p.tolist()}}
 
 
-def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = True, out: str | Path | None = None) -> dict:
+def analyze_run(
+    run_dir: str | Path, length: int | None = None, figures: bool = True, out: str | Path | None = None,
+    null_draws: int | None = DEFAULT_NULL_DRAWS,
+) -> dict:
     """Extract, measure and plot every kernel of a finished run into RUN_DIR/analysis/ (or ``out``).
 
     Writes kernels.npz (one (H, L) array per layer, named by its place in the model),
     summary.json and, with ``figures``, PNG and SVG figures. Returns the summary.
+
+    Each kernel layer's readings are placed in the untrained null of ``null_draws`` freshly
+    initialised models of the run's configuration (``analysis.null``): layer["null"] =
+    {reading: placement}, summary["model"]["null"] likewise for the model-level reading, and
+    summary["null"] = {"n", "level", "cache_key"}. ``null_draws=None``
+    leaves the null out (summary["null"] is None, as for a model without kernels).
     """
     from ..files import write_json
     from ..train.loop import load_run
@@ -84,6 +94,14 @@ def analyze_run(run_dir: str | Path, length: int | None = None, figures: bool = 
         "model": summarize_model(kernels),
         "note": None if kernels else f"{config.arch} has no SSM layer: there is no kernel to analyse",
     }
+    summary["null"] = None
+    if kernels and null_draws is not None:
+        model_layer = {"name": MODEL_KEY, "summary": summary["model"]["summary"]}
+        placed = place_in_null([*summary["layers"], model_layer], null_readings(config.arch, config.model, length, null_draws))
+        for layer in summary["layers"]:
+            layer["null"] = placed[layer["name"]]
+        summary["model"]["null"] = placed[MODEL_KEY]
+        summary["null"] = {"n": null_draws, "level": CENTRAL_LEVEL, "cache_key": null_cache_key(config.arch, config.model, length, null_draws)}
     tracked = _tracked_epochs(run_dir)
     if tracked:
         summary["epochs"] = tracked

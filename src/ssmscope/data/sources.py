@@ -8,10 +8,15 @@ recognised by a ``.gz`` suffix):
 * CSV with a header row (``.csv``);
 * Parquet (``.parquet``);
 * the original ReVeal folder: ``vulnerables.json`` (label 1) and ``non-vulnerables.json``
-  (label 0), each a JSON array of objects with a code field.
+  (label 0), each a JSON array of objects with a code field;
+* a folder with a given split (the CodeXGLUE and PrimeVul layout): one train, one valid and one
+  test file in any of the formats above, named ``train.jsonl``, ``primevul_valid.jsonl``, ``test.csv``
+  and so on (``validation``, ``val`` and ``dev`` name the valid file too). Its records carry their
+  split, which training then uses as is.
 
-Every record keeps its position in the source (``index``, 0-based, in reading order) so that a
-split can be written down as indices and re-read later.
+Every record keeps its position in the source (``index``, 0-based, in reading order; for a split
+folder, in the order train, valid, test) so that a split can be written down as indices and
+re-read later.
 """
 
 from __future__ import annotations
@@ -26,18 +31,22 @@ from pathlib import Path
 from ..errors import SsmscopeError
 
 REVEAL_FOLDER_FILES = {"vulnerables.json": 1, "non-vulnerables.json": 0}
+SPLIT_FILE_WORDS = {"train": ("train",), "valid": ("valid", "validation", "val", "dev"), "test": ("test",)}  # split folder file names
 _TRUE = {"1", "true"}
 _FALSE = {"0", "false"}
 
 
 @dataclass(frozen=True)
 class Record:
-    """One labelled function. ``where`` names its place for error messages (file:line)."""
+    """One labelled function. ``where`` names its place for error messages (file:line); ``split`` is
+    the split a split folder put it in, ``group`` the value of the ``--split-by`` field (else None)."""
 
     index: int
     code: str
     label: int
     where: str
+    split: str | None = None
+    group: str | None = None
 
 
 def dataset_stem(path: str | Path) -> str:
@@ -68,25 +77,28 @@ def parse_label(value, where: str, field: str) -> int:
 
 
 def load_dataset(
-    path: str | Path, code_field: str = "code", label_field: str = "label", skipped: list[str] | None = None
+    path: str | Path, code_field: str = "code", label_field: str = "label", skipped: list[str] | None = None,
+    group_field: str | None = None,
 ) -> list[Record]:
-    """Read every labelled function from ``path`` (a file in one of the formats above, or a ReVeal folder).
+    """Read every labelled function from ``path`` (a file in one of the formats above, a ReVeal
+    folder or a split folder).
 
     A bad record (malformed JSON line, missing field, label outside {0, 1}, empty or whitespace-only
     code) is an error naming its line, unless ``skipped`` is a list: then the record is left out
     and its error message appended there (``--skip-bad-lines``). Records keep their position in
-    the source either way, so a skipped line never shifts the indices of the others.
+    the source either way, so a skipped line never shifts the indices of the others. With
+    ``group_field`` every record must have that field too; its value (as text) is the record's group.
     """
     path = Path(path)
     if not path.exists():
         raise SsmscopeError(f"{path}: no such file or folder; pass --data with an existing dataset path")
-    rows = _read_reveal_folder(path, label_field) if path.is_dir() else _read_file(path)
+    rows = _read_folder(path, label_field) if path.is_dir() else ((where, row, None) for where, row in _read_file(path))
     records = []
-    for i, (where, row) in enumerate(rows):
+    for i, (where, row, split) in enumerate(rows):
         try:
             if isinstance(row, SsmscopeError):  # a line that did not parse
                 raise row
-            records.append(_to_record(i, where, row, code_field, label_field))
+            records.append(_to_record(i, where, row, code_field, label_field, split, group_field))
         except SsmscopeError as e:
             if skipped is None:
                 raise
@@ -96,21 +108,22 @@ def load_dataset(
     return records
 
 
-def _to_record(index: int, where: str, row, code_field: str, label_field: str) -> Record:
+def _to_record(index: int, where: str, row, code_field: str, label_field: str, split: str | None = None, group_field: str | None = None) -> Record:
     if not isinstance(row, dict):
         raise SsmscopeError(f"{where}: expected an object with fields '{code_field}' and '{label_field}', got {type(row).__name__}")
-    for name in (code_field, label_field):
-        if name not in row:
+    for name, flag in ((code_field, "--code-field / --label-field"), (label_field, "--code-field / --label-field"), (group_field, "--split-by")):
+        if name is not None and name not in row:
             raise SsmscopeError(
                 f"{where}: no field '{name}' (fields present: {', '.join(map(str, row)) or 'none'}); "
-                f"choose the right one with --code-field / --label-field"
+                f"choose the right one with {flag}"
             )
     code = row[code_field]
     if not isinstance(code, str):
         raise SsmscopeError(f"{where}: code field '{code_field}' is {type(code).__name__}, not text")
     if not code.strip():
         raise SsmscopeError(f"{where}: code field '{code_field}' is empty; remove the record or pass --skip-bad-lines")
-    return Record(index, code, parse_label(row[label_field], where, label_field), where)
+    group = None if group_field is None else str(row[group_field])
+    return Record(index, code, parse_label(row[label_field], where, label_field), where, split, group)
 
 
 def _is_gzip(path: Path) -> bool:
@@ -206,6 +219,35 @@ def _read_parquet(path: Path):
         raise SsmscopeError(f"{path}: not a readable Parquet file ({e})") from None
     for i, row in enumerate(table.to_pylist()):
         yield f"{path}: row {i}", row
+
+
+def split_files(folder: Path) -> dict[str, list[Path]]:
+    """{split: the files of ``folder`` whose name (without format suffixes) is, or ends in _/-, one of
+    that split's words}: ``train.jsonl``, ``primevul_valid.jsonl``, ``devign-test.csv``."""
+    found: dict[str, list[Path]] = {name: [] for name in SPLIT_FILE_WORDS}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        stem = dataset_stem(path).lower()
+        for name, words in SPLIT_FILE_WORDS.items():
+            if any(stem == w or stem.endswith(("_" + w, "-" + w, "." + w)) for w in words):
+                found[name].append(path)
+    return found
+
+
+def _read_folder(folder: Path, label_field: str):
+    """(where, row, split) of a ReVeal folder (split None) or of a split folder (train, valid, test in that order)."""
+    if any((folder / name).exists() for name in REVEAL_FOLDER_FILES):
+        return [(where, row, None) for where, row in _read_reveal_folder(folder, label_field)]
+    files = split_files(folder)
+    if not any(files.values()):
+        raise SsmscopeError(
+            f"{folder}: a dataset folder holds either the ReVeal files {list(REVEAL_FOLDER_FILES)} or one train, one valid "
+            f"and one test file (e.g. train.jsonl, valid.jsonl, test.jsonl); it holds neither"
+        )
+    for name, paths in files.items():
+        if len(paths) != 1:
+            what = "no" if not paths else f"{len(paths)} ({', '.join(p.name for p in paths)})"
+            raise SsmscopeError(f"{folder}: a split folder needs exactly one {name} file, found {what}; add or rename it (train.jsonl, valid.jsonl, test.jsonl)")
+    return [(where, row, name) for name, (path,) in files.items() for where, row in _read_file(path)]
 
 
 def _read_reveal_folder(folder: Path, label_field: str):

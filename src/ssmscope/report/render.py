@@ -1,9 +1,16 @@
-"""The study report: one table over runs (mean ± std over seeds), overlaid spectra, each model's figures.
+"""The study report: detection and kernel tables over runs, pairwise significance, overlaid spectra, figures.
 
-``write_report(run_dirs, out_dir)`` reads only files that ``train`` and ``analyze`` wrote
-(config.json, metrics.json, analysis/summary.json and figures), never live models, and writes
-``report.md`` and a self-contained ``report.html`` (figures embedded as base64; every text that
-came from data or paths is HTML-escaped).
+``write_report(run_dirs, out_dir)`` reads only files that ``train``, ``analyze`` and ``probe`` wrote
+(config.json, metrics.json, predictions.csv, analysis/summary.json, probes/*.json and figures),
+never live models, and writes ``report.md`` and a self-contained ``report.html`` (figures embedded
+as base64; every text that came from data or paths is HTML-escaped).
+
+Per architecture: mean ± sample std over its runs (seeds) and the 95% test-set bootstrap interval
+of that mean (each run's test functions resampled, ``stats.bootstrap_mean_interval``); a model whose
+ROC-AUC interval includes 0.5 is marked as not having learned the task. Kernel readings carry their
+place in the untrained null (``analysis.null``): "≈ init" marks a reading that lies inside the
+central 95% of freshly initialised models in every run. Pairs of architectures that share their
+test functions get a row of paired differences with intervals and p-values (``ssmscope.compare``).
 """
 
 from __future__ import annotations
@@ -23,10 +30,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..errors import SsmscopeError  # noqa: E402
+from ..stats import RESAMPLED_METRICS, bootstrap_mean_interval  # noqa: E402
+from ..train.loop import PREDICTIONS_FILE, read_predictions  # noqa: E402
 from .plots import slug  # noqa: E402
 
-COLUMNS = ("architecture", "runs", "F1", "weighted F1", "MCC", "dominant frequency", "spectral entropy", "filter type", "dependency range", "energy length")
+DETECTION_COLUMNS = ("architecture", "runs", "learned the task", "F1", "F1 95% CI", "F1 (tuned)", "weighted F1", "MCC", "ROC-AUC", "ROC-AUC 95% CI", "VD-S")
+KERNEL_COLUMNS = ("architecture", "dominant frequency", "spectral entropy", "filter type", "dependency range", "energy length")
+PROBE_COLUMNS = ("probed range", "probed range (AUC)")
+COLUMNS = DETECTION_COLUMNS + KERNEL_COLUMNS[1:]
 FIGURE_KINDS = ("time", "spectrum", "heatmap", "histograms")
+PAIRWISE_METRICS = ("f1", "mcc", "roc_auc")  # the significance table's columns
+N_BOOT = 2000  # bootstrap resamples of the report's intervals and paired tests
+INSIDE_NULL = "≈ init"
 
 
 @dataclass
@@ -38,6 +53,7 @@ class RunRecord:
     analysis: dict | None
     figures: list[Path] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)  # probes/*.json written by `ssmscope probe`
+    test: dict | None = None  # the test split of predictions.csv ({"index", "label", "probability"}); None for older runs
 
 
 def load_run_record(run_dir: str | Path) -> RunRecord:
@@ -53,7 +69,8 @@ def load_run_record(run_dir: str | Path) -> RunRecord:
     probes = [json.loads(p.read_text()) for p in probe_files]
     figures += [p.with_suffix(".png") for p, r in zip(probe_files, probes) if r.get("has_kernels") and p.with_suffix(".png").is_file()]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return RunRecord(run_dir, config["arch"], config["train"]["seed"], metrics, analysis, figures, probes)
+    test = read_predictions(run_dir / PREDICTIONS_FILE).get("test") if (run_dir / PREDICTIONS_FILE).is_file() else None
+    return RunRecord(run_dir, config["arch"], config["train"]["seed"], metrics, analysis, figures, probes, test)
 
 
 def _figure_order(path: Path) -> tuple:
@@ -71,27 +88,65 @@ def _mean_std(values: list[float | None], digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def table_rows(records: list[RunRecord]) -> list[dict]:
-    """One row per architecture: mean ± sample std over its runs (seeds)."""
+def _by_arch(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
     by_arch: dict[str, list[RunRecord]] = {}
     for r in records:
         by_arch.setdefault(r.arch, []).append(r)
+    return by_arch
+
+
+def _test_interval(runs: list[RunRecord], metric: str, scale: float, digits: int) -> tuple[str, tuple[float, float] | None]:
+    """"[low, high]" of the 95% test-set bootstrap interval of the metric's mean over ``runs`` ("–" when a run has no predictions)."""
+    if not runs or any(r.test is None for r in runs):
+        return "–", None
+    interval = bootstrap_mean_interval([(r.test["label"], r.test["probability"]) for r in runs], RESAMPLED_METRICS[metric], N_BOOT)
+    if interval is None:
+        return "–", None
+    return f"[{scale * interval[0]:.{digits}f}, {scale * interval[1]:.{digits}f}]", interval
+
+
+def _learned(auc_interval: tuple[float, float] | None) -> str:
+    if auc_interval is None:
+        return "–"
+    return "no: ROC-AUC interval includes 0.5" if auc_interval[0] <= 0.5 <= auc_interval[1] else "yes"
+
+
+def _null_mark(runs: list[RunRecord], reading: str) -> str:
+    """INSIDE_NULL when the model-level reading lies inside the untrained null's central 95% in every
+    analysed run, "≈ init k/S" when in k of S, "" when in none (or no run was placed in a null)."""
+    placed = [r.analysis["model"]["null"][reading] for r in runs if r.analysis and r.analysis.get("model") and r.analysis["model"].get("null")]
+    inside = sum(not p["outside"] for p in placed)
+    if not placed or inside == 0:
+        return ""
+    return f" {INSIDE_NULL}" if inside == len(placed) else f" {INSIDE_NULL} {inside}/{len(placed)}"
+
+
+def table_rows(records: list[RunRecord]) -> list[dict]:
+    """One row per architecture: mean ± sample std over its runs (seeds), test-set intervals, null marks."""
     rows = []
-    for arch, runs in by_arch.items():
+    for arch, runs in _by_arch(records).items():
         models = [r.analysis["model"]["summary"] for r in runs if r.analysis and r.analysis.get("model")]
         medians = [{name: q["median"] for name, q in m["channels"].items()} for m in models]
         types = Counter(_filter_reading(m) for m in models)
+        f1_interval, _ = _test_interval(runs, "f1", 100, 2)
+        auc_text, auc_interval = _test_interval(runs, "roc_auc", 1, 3)
         rows.append({
             "architecture": arch,
             "runs": str(len(runs)),
+            "learned the task": _learned(auc_interval),
             "F1": _mean_std([100 * r.metrics["f1"] for r in runs], 2),
+            "F1 95% CI": f1_interval,
+            "F1 (tuned)": _mean_std([100 * r.metrics["f1_tuned"] if r.metrics.get("f1_tuned") is not None else None for r in runs], 2),
             "weighted F1": _mean_std([100 * r.metrics["f1_weighted"] for r in runs], 2),
             "MCC": _mean_std([r.metrics["mcc"] for r in runs], 3),
-            "dominant frequency": _mean_std([m["dominant_frequency"] for m in medians], 4),
-            "spectral entropy": _mean_std([m["spectral_entropy_bits"] for m in medians], 3),
+            "ROC-AUC": _mean_std([r.metrics["roc_auc"] for r in runs], 3),
+            "ROC-AUC 95% CI": auc_text,
+            "VD-S": _mean_std([r.metrics.get("vd_score") for r in runs], 3),
+            "dominant frequency": _mean_std([m["dominant_frequency"] for m in medians], 4) + _null_mark(runs, "dominant_frequency"),
+            "spectral entropy": _mean_std([m["spectral_entropy_bits"] for m in medians], 3) + _null_mark(runs, "spectral_entropy_bits"),
             "filter type": ", ".join(f"{t} ({n}/{len(models)})" for t, n in types.most_common()) if models else "no SSM kernel",
-            "dependency range": _mean_std([m["dependency_range_tokens"] for m in medians], 1),
-            "energy length": _mean_std([m["energy_length_90"] for m in medians], 1),
+            "dependency range": _mean_std([m["dependency_range_tokens"] for m in medians], 1) + _null_mark(runs, "dependency_range_tokens"),
+            "energy length": _mean_std([m["energy_length_90"] for m in medians], 1) + _null_mark(runs, "energy_length_90"),
             "probed range": _mean_std([p["used_range_tokens"] for r in runs for p in r.probes[:1] if p.get("has_kernels")], 1),
             "probed range (AUC)": _mean_std([p.get("used_range_auc_tokens") for r in runs for p in r.probes[:1] if p.get("has_kernels")], 1),
         })
@@ -106,27 +161,76 @@ def _filter_reading(model_summary: dict) -> str:
     return mean_type if top == mean_type else f"{mean_type}; channels {share[top]:.0%} {top}"
 
 
-TABLE_NOTE = (
-    "Test metrics of the best validation epoch. Spectral columns pool every S4D channel of a model: dominant "
-    "frequency (cycles/sample), spectral entropy (bits), dependency range (tokens) and energy length (taps) are "
-    "medians over channels; the filter type is that of the channel-averaged spectrum (with the most common "
-    "channel type when it differs). Probed range: the fewest kernel taps that keep 90% of the model's F1; "
-    "(AUC): the fewest that recover 90% of the ROC-AUC the kernel adds over none (ssmscope probe, first "
-    "probe dataset of each run). Mean ± sample std over seeds."
+DETECTION_NOTE = (
+    "Test metrics of the best validation epoch (F1 of the vulnerable class at p > 0.5; F1 (tuned) at the "
+    "threshold tuned on validation; VD-S: the false-negative rate at ≤ 0.5% false alarms, lower is better). "
+    "Mean ± sample std over seeds; 95% CI: the test-set bootstrap interval of that mean (each run's test "
+    "functions resampled, 2000 times; it does not hold the spread between seeds). A model whose ROC-AUC "
+    "interval includes 0.5 did not learn the task: its kernels were not shaped by it."
 )
+KERNEL_NOTE = (
+    "Every S4D channel of a model pooled: dominant frequency (cycles/sample), spectral entropy (bits), "
+    "dependency range (tokens) and energy length (taps) are medians over channels; the filter type is that of "
+    "the channel-averaged spectrum (with the most common channel type when it differs). "
+    f"{INSIDE_NULL}: the reading lies inside the central 95% of the same reading over freshly initialised "
+    f"models of the same configuration in every run (k/S: in k of S runs), i.e. it does not differ from "
+    "initialisation. Probed range: the fewest kernel taps that keep 90% of the model's F1; (AUC): the fewest "
+    "that recover 90% of the ROC-AUC the kernel adds over none (ssmscope probe, first probe dataset of each run)."
+)
+PAIRWISE_NOTE = (
+    "Paired differences A − B on the same test functions (ssmscope compare): the difference, its 95% interval "
+    "and p-value. One run each: paired bootstrap over test functions (ROC-AUC: DeLong's test); several seeds: "
+    "the mean of the per-seed differences with the t interval and t-test over seeds (docs/METHODS.md). "
+    "* marks p < 0.05. Pairs that do not share their test functions are left out."
+)
+TABLE_NOTE = DETECTION_NOTE + " " + KERNEL_NOTE  # the terminal table holds both
 
 
 def table_columns(rows: list[dict]) -> tuple[str, ...]:
     """The report's columns; "probed range" (used range from `ssmscope probe`) only when some run has probes."""
     probed = any(r["probed range"] != "–" or r["probed range (AUC)"] != "–" for r in rows)
-    return COLUMNS + ("probed range", "probed range (AUC)") if probed else COLUMNS
+    return COLUMNS + PROBE_COLUMNS if probed else COLUMNS
 
 
-def _markdown_table(rows: list[dict]) -> str:
-    columns = table_columns(rows)
+def kernel_columns(rows: list[dict]) -> tuple[str, ...]:
+    return KERNEL_COLUMNS + table_columns(rows)[len(COLUMNS):]
+
+
+def _markdown_table(rows: list[dict], columns) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def pairwise_rows(records: list[RunRecord]) -> list[dict]:
+    """One row per pair of architectures that share their test functions (same data, split and seeds):
+    {"A", "B", "seeds", metric: "difference [low, high] p"} for PAIRWISE_METRICS, and "McNemar p"
+    (one run each) at the 0.5 decisions."""
+    from ..compare import compare_groups, compare_runs
+
+    by_arch = {arch: runs for arch, runs in _by_arch(records).items() if all(r.test is not None for r in runs)}
+    archs = list(by_arch)
+    rows = []
+    for i, a in enumerate(archs):
+        for b in archs[i + 1:]:
+            runs_a, runs_b = [r.path for r in by_arch[a]], [r.path for r in by_arch[b]]
+            try:
+                single = len(runs_a) == len(runs_b) == 1
+                result = compare_runs(runs_a[0], runs_b[0], N_BOOT) if single else compare_groups(runs_a, runs_b, N_BOOT)
+            except SsmscopeError:  # other test functions or other seeds: not a paired comparison
+                continue
+            row = {"A": a, "B": b, "seeds": str(len(runs_a))}
+            for metric in PAIRWISE_METRICS:
+                m = result["metrics"][metric]
+                p = result["delong"]["p_value"] if single and metric == "roc_auc" and result["delong"] else m["p_value"]
+                row[metric] = "–" if m["difference"] is None else (
+                    f"{m['difference']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] p {p:.3f}{' *' if p < 0.05 else ''}")
+            row["McNemar p"] = f"{result['mcnemar']['default']['p_value']:.3f}" if single else "–"
+            rows.append(row)
+    return rows
+
+
+PAIRWISE_COLUMNS = ("A", "B", "seeds", *PAIRWISE_METRICS, "McNemar p")
 
 
 def _overlay(records: list[RunRecord], path: Path) -> Path | None:
@@ -159,6 +263,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     rows = table_rows(records)
+    pairs = pairwise_rows(records)
     overlay = _overlay(records, figures_dir / "spectra_overlay.png")
 
     sections = []  # (heading, [figure paths inside out_dir], note)
@@ -171,7 +276,10 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
         note = r.analysis.get("note") if r.analysis else "not analysed (run ssmscope analyze --run DIR)"
         sections.append((f"{r.arch} (seed {r.seed})", str(r.path), copied, note))
 
-    md = [f"# {title}", "", TABLE_NOTE, "", _markdown_table(rows), ""]
+    md = [f"# {title}", "", "## Detection", "", DETECTION_NOTE, "", _markdown_table(rows, DETECTION_COLUMNS), ""]
+    md += ["## Kernels", "", KERNEL_NOTE, "", _markdown_table(rows, kernel_columns(rows)), ""]
+    if pairs:
+        md += ["## Pairwise comparisons", "", PAIRWISE_NOTE, "", _markdown_table(pairs, PAIRWISE_COLUMNS), ""]
     if overlay:
         md += ["## Spectra of all models", "", f"![spectra](figures/{overlay.name})", ""]
     for heading, path, figs, note in sections:
@@ -182,7 +290,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
     (out_dir / "report.md").write_text("\n".join(md))
 
     html_path = out_dir / "report.html"
-    html_path.write_text(_html(title, rows, overlay, sections))
+    html_path.write_text(_html(title, rows, pairs, overlay, sections))
     return html_path
 
 
@@ -191,22 +299,38 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def _html(title: str, rows: list[dict], overlay: Path | None, sections) -> str:
+def _html_table(rows: list[dict], columns) -> str:
     e = html.escape
-    columns = table_columns(rows)
+
+    def cell(value: str) -> str:  # readings that do not differ from initialisation and models that learned nothing are greyed
+        quiet = INSIDE_NULL in value or value.startswith("no:")
+        return f"<td class='quiet'>{e(value)}</td>" if quiet else f"<td>{e(value)}</td>"
+
     head = "".join(f"<th>{e(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{e(row[c])}</td>" for c in columns) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(cell(row[c]) for c in columns) + "</tr>" for row in rows)
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def _html(title: str, rows: list[dict], pairs: list[dict], overlay: Path | None, sections) -> str:
+    e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:1em 0}</style>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}td.quiet{color:#888;background:#f4f4f4}.wide{overflow-x:auto}"
+        "img{max-width:100%;display:block;margin:1em 0}</style>",
         "</head><body>",
         f"<h1>{e(title)}</h1>",
-        f"<p>{e(TABLE_NOTE)}</p>",
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
+        "<h2>Detection</h2>",
+        f"<p>{e(DETECTION_NOTE)}</p>",
+        _html_table(rows, DETECTION_COLUMNS),
+        "<h2>Kernels</h2>",
+        f"<p>{e(KERNEL_NOTE)}</p>",
+        _html_table(rows, kernel_columns(rows)),
     ]
+    if pairs:
+        parts += ["<h2>Pairwise comparisons</h2>", f"<p>{e(PAIRWISE_NOTE)}</p>", _html_table(pairs, PAIRWISE_COLUMNS)]
     if overlay:
         parts += ["<h2>Spectra of all models</h2>", _img(overlay)]
     for heading, path, figs, note in sections:

@@ -2,15 +2,16 @@
 
 ``train_run`` does the whole job for one architecture on one dataset: read and prepare the data,
 build the vocabulary from the train split, train for a fixed number of epochs with class-weighted
-BCE, keep the epoch with the best validation F1 of the vulnerable class, and evaluate that model
-once on the test split. Everything lands in the run directory:
+BCE, keep the epoch with the best validation metric (``--select-by``, vulnerable-class F1 by
+default), and evaluate that model once on the test split. Everything lands in the run directory:
 
     config.json    the RunConfig (rebuilds the run) + library versions, git commit, number of processes,
                    CPU model and thread count (what the bits depend on: ssmscope.host), and every resume
     splits.json    de-duplication counts and each split as record indices into the source
     metrics.jsonl  one line per epoch: train loss, validation metrics, seconds (+ each rank's parameter hash under DDP)
     kernels.jsonl  with --track-kernels: every kernel layer's spectral summary, epoch 0 (initial) to E
-    metrics.json   test metrics of the best epoch (+ best_epoch)
+    metrics.json   test metrics of the best epoch (+ best_epoch, select_by, the validation-tuned threshold's metrics)
+    predictions.csv  split,index,label,probability of the best epoch's model on valid and test (metrics.json follows from it)
     model.pt       best weights, vocabulary, config (torch.load(..., weights_only=True))
     checkpoint.pt  while training: the state --resume continues from (removed at the end)
 """
@@ -38,15 +39,16 @@ from ..config import RunConfig
 from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
 from ..errors import SsmscopeError
 from ..models import build_model, resolve_arch
-from ..files import append_jsonl, exclusive_directory, keep_epochs, write_json
+from ..files import append_jsonl, exclusive_directory, keep_epochs, write_json, write_text
 from ..host import differences, host_record, threads_set_to
 from .distributed import Ranks, process_group
 from .checkpoint import load_model_file, load_training_state, save_model, save_training_state
-from .metrics import binary_metrics
+from .metrics import SELECTION_METRICS, binary_metrics, metrics_at_threshold, metrics_with_tuned_threshold
 from .progress import ProgressBar
 
 RESUME_FILE = "checkpoint.pt"  # training state for --resume; removed when the run finishes
-RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt", "kernels.jsonl", RESUME_FILE)
+PREDICTIONS_FILE = "predictions.csv"
+RUN_FILES = ("config.json", "splits.json", "metrics.jsonl", "metrics.json", "model.pt", "kernels.jsonl", PREDICTIONS_FILE, RESUME_FILE)
 DERIVED_DIRS = ("analysis", "evaluations", "probes")  # made from model.pt; stale once the run is retrained
 
 
@@ -72,13 +74,23 @@ def validate(config: RunConfig) -> None:
         (t.bucket_chunk_batches >= 1, f"train.bucket_chunk_batches must be at least 1, got {t.bucket_chunk_batches}"),
         (t.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {t.checkpoint_every}"),
         (t.threads is None or t.threads >= 1, f"--threads must be at least 1, got {t.threads}"),
+        (t.select_by in SELECTION_METRICS, f"--select-by: unknown metric {t.select_by!r}; choose one of {', '.join(SELECTION_METRICS)}"),
         (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes + (m.smr_kernel_size,))})"),
         (d.limit is None or d.limit >= 10, f"--limit must be at least 10, got {d.limit}"),
+        (bool(d.split_by) == bool(d.test_groups), "--split-by FIELD and --test-group VALUE go together: name the field and the test group(s)"),
+        (not (d.split_by and Path(config.data_path).is_dir() and not _is_reveal_folder(config.data_path)),
+         f"--split-by: {config.data_path} is a split folder, whose files give the split; drop --split-by/--test-group or pass one data file"),
         (m.d_state >= 2 and m.d_state % 2 == 0, f"d_state must be an even number >= 2, got {m.d_state}"),
     ]
     for ok, message in checks:
         if not ok:
             raise SsmscopeError(message)
+
+
+def _is_reveal_folder(path: str) -> bool:
+    from ..data.sources import REVEAL_FOLDER_FILES
+
+    return any((Path(path) / name).exists() for name in REVEAL_FOLDER_FILES)
 
 
 def environment() -> dict:
@@ -110,8 +122,8 @@ def prepare_data(config: RunConfig) -> TokenizedData:
     """Read, de-duplicate, split, tokenize and encode; the vocabulary comes from train only."""
     d = config.data
     skipped = [] if d.skip_bad_lines else None
-    records = load_dataset(config.data_path, d.code_field, d.label_field, skipped)
-    prepared = prepare(records, d.split, d.limit, config.train.seed, source=config.data_path)
+    records = load_dataset(config.data_path, d.code_field, d.label_field, skipped, group_field=d.split_by)
+    prepared = prepare(records, d.split, d.limit, config.train.seed, config.data_path, d.test_groups, d.split_by)
     tokens = {name: [tokenize(r.code, d.normalize) for r in rs] for name, rs in prepared.splits.items()}
     vocab = Vocab.build(tokens["train"], d.min_count, d.max_vocab)
     splits = {
@@ -303,6 +315,10 @@ def _train(
         f"{c['test_size']}; vocabulary {c['vocab_size']}; cut to {config.data.max_len} tokens: "
         f"{c['train_truncated'] + c['valid_truncated'] + c['test_truncated']}"
         + (f"; bad lines skipped: {c['bad_lines_skipped']}" if c["bad_lines_skipped"] else "")
+        + (f"; test split = {config.data.split_by} in {list(config.data.test_groups)}" if config.data.test_groups else "")
+        + (f"; split as given by the folder's files (texts shared train/test {c['shared_train_test']}, train/valid {c['shared_train_valid']}, "
+           f"valid/test {c['shared_valid_test']}; duplicates within splits {c['duplicates_within_splits']}; texts with both labels {c['conflicting_texts']})"
+           if c.get("given_split") else "")
     )
     model = build_model(config.arch, len(data.vocab), config.model).to(device)  # the same on every rank: one seed
     ddp_model = model if ranks.world_size == 1 else DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)  # one process: the model
@@ -318,7 +334,7 @@ def _train(
         + (f"; {ranks.world_size} processes (DDP, {torch.distributed.get_backend()})" if ranks.world_size > 1 else "")
     )
 
-    progress = {"epoch": 1, "step": 0, "loss_total": 0.0, "loss_count": 0, "best_f1": -1.0, "best_epoch": 0}
+    progress = {"epoch": 1, "step": 0, "loss_total": 0.0, "loss_count": 0, "best_score": -1.0, "best_epoch": 0}
     best_state = None
     hosts = ranks.gather(host_record())  # CPU and thread count of every rank (nodes may differ)
     if state is None:
@@ -331,6 +347,7 @@ def _train(
 
         ranks.on_main(start_files)  # rank 0 writes; under DDP the others learn if it failed
     else:
+        state.setdefault("best_score", state.get("best_f1"))  # written before --select-by: the F1 it selected by
         progress = {k: state[k] for k in progress}
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -372,9 +389,10 @@ def _train(
         digests = ranks.same_parameters(model.state_dict(), epoch)
         valid = binary_metrics(data.splits["valid"].labels, predict_shared(model, data.splits["valid"], config.train.batch_size, device, ranks))
         seconds = time.perf_counter() - start
-        improved = valid["f1"] > progress["best_f1"]
+        score = valid[config.train.select_by]
+        improved = score is not None and score > progress["best_score"]
         if improved:
-            progress.update(best_f1=valid["f1"], best_epoch=epoch)
+            progress.update(best_score=score, best_epoch=epoch)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
         def epoch_files() -> None:
@@ -393,10 +411,13 @@ def _train(
         )
 
     model.load_state_dict(best_state)
-    test = binary_metrics(data.splits["test"].labels, predict_shared(model, data.splits["test"], config.train.batch_size, device, ranks))
-    metrics = {**test, "best_epoch": progress["best_epoch"]}
+    probabilities = {name: predict_shared(model, data.splits[name], config.train.batch_size, device, ranks) for name in ("valid", "test")}
+    labels = {name: data.splits[name].labels for name in probabilities}
+    metrics = {**metrics_with_tuned_threshold(labels["valid"], probabilities["valid"], labels["test"], probabilities["test"]),
+               "best_epoch": progress["best_epoch"], "select_by": config.train.select_by}
 
     def finish_files() -> None:
+        write_predictions(out_dir / PREDICTIONS_FILE, {name: (data.indices[name], labels[name], p) for name, p in probabilities.items()})
         write_json(out_dir / "metrics.json", metrics)
         (out_dir / RESUME_FILE).unlink()  # finished: nothing left to resume
 
@@ -429,14 +450,60 @@ def encode_for_run(config: RunConfig, vocab: Vocab, records) -> EncodedSplit:
     return encode([tokenize(r.code, d.normalize) for r in records], [r.label for r in records], vocab, d.max_len, records)
 
 
-def evaluate_run(run_dir: str | Path, data_path: str | Path, code_field: str | None = None, label_field: str | None = None, device: str = "auto") -> dict:
-    """Score a trained run on every function of a dataset, with the run's own tokenizer and vocabulary."""
+def evaluate_run(
+    run_dir: str | Path, data_path: str | Path, code_field: str | None = None, label_field: str | None = None, device: str = "auto",
+    predictions: str | Path | None = None,
+) -> dict:
+    """Score a trained run on every function of a dataset, with the run's own tokenizer and vocabulary.
+
+    The metrics are binary_metrics plus the TUNED_KEYS at the threshold the run tuned on its
+    validation split (from its metrics.json; None for runs trained before tuning existed). With
+    ``predictions`` the per-function probabilities are written there (split = the dataset's name,
+    index = the record's position in the file)."""
+    from ..data.sources import dataset_stem
+
     dev = resolve_device(device)
     config, vocab, model = load_run(run_dir, dev)
     d = config.data
     records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field, [] if d.skip_bad_lines else None)
     split = encode_for_run(config, vocab, records)
-    return binary_metrics(split.labels, predict(model, split, config.train.batch_size, dev))
+    probabilities = predict(model, split, config.train.batch_size, dev)
+    if predictions is not None:
+        write_predictions(Path(predictions), {dataset_stem(data_path): ([r.index for r in records], split.labels, probabilities)})
+    run_metrics = Path(run_dir) / "metrics.json"
+    threshold = json.loads(run_metrics.read_text()).get("tuned_threshold") if run_metrics.is_file() else None
+    return {**binary_metrics(split.labels, probabilities), **metrics_at_threshold(split.labels, probabilities, threshold)}
+
+
+def write_predictions(path: Path, splits: dict[str, tuple]) -> None:
+    """predictions.csv: ``split,index,label,probability`` for {split: (record indices, labels, probabilities)};
+    probabilities with 17 significant digits, so that metrics recomputed from the file are exact."""
+    rows = ["split,index,label,probability"]
+    for name, (indices, labels, probabilities) in splits.items():
+        rows += [f"{name},{int(i)},{int(y)},{float(p):.17g}" for i, y, p in zip(indices, labels, probabilities, strict=True)]
+    write_text(path, "\n".join(rows) + "\n")
+
+
+def read_predictions(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """{split: {"index", "label", "probability"}} from a predictions.csv, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise SsmscopeError(f"{path}: no predictions file; runs trained before predictions.csv existed must be retrained (or evaluated)")
+    out: dict[str, dict[str, list]] = {}
+    lines = path.read_text().splitlines()
+    if not lines or lines[0] != "split,index,label,probability":
+        raise SsmscopeError(f"{path}:1: expected the header split,index,label,probability")
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            name, index, label, probability = line.split(",")
+            row = (int(index), int(label), float(probability))
+        except ValueError:
+            raise SsmscopeError(f"{path}:{number}: expected split,index,label,probability, got {line[:80]!r}") from None
+        columns = out.setdefault(name, {"index": [], "label": [], "probability": []})
+        for key, value in zip(("index", "label", "probability"), row):
+            columns[key].append(value)
+    return {name: {"index": np.array(c["index"], dtype=np.int64), "label": np.array(c["label"], dtype=np.int64),
+                   "probability": np.array(c["probability"], dtype=np.float64)} for name, c in out.items()}
 
 
 def _sha256(path: str) -> str | None:
