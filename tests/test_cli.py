@@ -1,5 +1,6 @@
 """The command as a user runs it: a real process, exit codes, one-line errors."""
 
+import json
 import subprocess
 import sys
 
@@ -163,3 +164,13 @@ def test_a_tampered_run_config_cannot_direct_writes_outside_the_run_directory(tm
     for command in (["analyze", "--run", str(run_dir)], ["probe", "--run", str(run_dir)]):
         one_line_error(run(*command), "unknown architecture '../../escaped'")
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_compare_of_a_run_without_predictions_is_one_line(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"arch": "cnn", "data_path": "x.jsonl"}))
+        (tmp_path / name / "metrics.json").write_text("{}")
+    result = run("compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "predictions.csv: no predictions file; runs trained before predictions.csv existed must be retrained" in result.stderr

@@ -246,3 +246,65 @@ def test_format_comparison_is_an_aligned_table(two_runs, tmp_path):
     assert len({len(line) for line in per_seed}) == 1 and per_seed[0].split()[:2] == ["metric", "seed"]
     assert per_seed[1].split()[:2] == ["f1", "0"] and per_seed[2].startswith(" ") and per_seed[2].split()[0] == "1"  # metric named once
     assert grouped[-1].startswith("seeds combined: per-seed differences")
+
+
+def _shared_seed_runs(tmp_path, seeds, test=None):
+    """Runs of s4d (A) and cnn (B) at each seed, every seed tested on the SAME test functions (a group or given split);
+    each seed's models score them differently. Returns the shared (index, labels)."""
+    rng = np.random.default_rng(40)
+    test = _split(rng, 150) if test is None else test
+    base_a, base_b = _probabilities(rng, test[1], 0.4), _probabilities(rng, test[1], 0.3)
+    for seed in seeds:
+        pa = np.clip(base_a + 0.1 * rng.normal(size=len(base_a)), 0, 1)
+        pb = np.clip(base_b + 0.1 * rng.normal(size=len(base_b)), 0, 1)
+        _make_run(tmp_path / "runs" / f"s4d-seed{seed}", "s4d", seed, test, pa)
+        _make_run(tmp_path / "runs" / f"cnn-seed{seed}", "cnn", seed, test, pb, order=rng.permutation(len(pb)))
+    return test
+
+
+def test_compare_groups_on_a_shared_test_set_resamples_it_once_for_every_seed(tmp_path):
+    """Seeds sharing one test set: the shared-test method for every metric; each seed's entry is compare_runs on that
+    seed's pair with the same resampling seed (the seeds saw the same resamples); the pooled interval is Banerjee's,
+    at least as wide as the seeds' t part and as the shared test set's normal part, and no wider than t on both."""
+    _shared_seed_runs(tmp_path, [0, 1, 2])
+    result = compare_groups(*study_groups(tmp_path, "s4d", "cnn"), n_boot=200, seed=5)
+    json.dumps(result, allow_nan=False)
+    assert result["shared_test"] is True and result["n_test"] == [150, 150, 150]
+    assert "shared" in result["combination"] and "Banerjee" in result["combination"]
+    runs = tmp_path / "runs"
+    alone = [compare_runs(runs / f"s4d-seed{s}", runs / f"cnn-seed{s}", n_boot=200, seed=5)["metrics"] for s in (0, 1, 2)]
+    t, z = sps.t.ppf(0.975, 2), sps.norm.ppf(0.975)
+    for name in COMPARED_METRICS:
+        m = result["metrics"][name]
+        assert tuple(m) == SEED_METRIC_KEYS and m["method"] == "student_t_shared_test"
+        for i, one in enumerate(alone):
+            assert [m["per_seed"][k][i] for k in ("a", "b", "difference", "ci_low", "ci_high", "p_value")] == [
+                one[name][k] for k in ("a", "b", "difference", "ci_low", "ci_high", "p_value")]
+        d = np.array(m["per_seed"]["difference"])
+        seed_part, test_part = d.var(ddof=1) / 3, m["shared_test_sd"] ** 2
+        half = (m["ci_high"] - m["ci_low"]) / 2
+        assert m["difference"] == pytest.approx((m["ci_low"] + m["ci_high"]) / 2)
+        assert max(t * np.sqrt(seed_part), z * np.sqrt(test_part)) <= half * (1 + 1e-12) <= t * np.sqrt(seed_part + test_part) * (1 + 1e-12)
+        assert m["shared_test_sd"] <= np.mean(m["per_seed"]["std_error"])  # the sd of a mean is at most the mean of the sds
+    text = format_comparison(result).splitlines()
+    assert "one shared test set" in text[1] and "shared test sd" in text[3]
+    assert "per seed (paired bootstrap on the shared test functions, the same resamples for every seed):" in text
+
+
+def test_compare_groups_refuses_seeds_that_share_test_sets_only_partly(tmp_path):
+    """Seeds 0 and 1 on one test set (a group split), seed 2 on another (a random split): a one-line error."""
+    test = _shared_seed_runs(tmp_path, [0, 1])
+    rng = np.random.default_rng(41)
+    other = _split(rng, 150, first_index=1)
+    _make_run(tmp_path / "runs" / "s4d-seed2", "s4d", 2, other, _probabilities(rng, other[1], 0.4))
+    _make_run(tmp_path / "runs" / "cnn-seed2", "cnn", 2, other, _probabilities(rng, other[1], 0.3))
+    with pytest.raises(SsmscopeError) as error:
+        compare_groups(*study_groups(tmp_path, "s4d", "cnn"), n_boot=20)
+    message = str(error.value)
+    assert "\n" not in message and "mix split settings" in message and "0, 1 | 2" in message
+    relabelled = (test[0], test[1].copy())
+    relabelled[1][5] = 1 - relabelled[1][5]  # same functions, one other label: not the same test set
+    _shared_seed_runs(tmp_path / "labels", [0, 1])
+    _shared_seed_runs(tmp_path / "labels", [2], test=relabelled)
+    with pytest.raises(SsmscopeError, match="mix split settings"):
+        compare_groups(*study_groups(tmp_path / "labels", "s4d", "cnn"), n_boot=20)

@@ -119,3 +119,27 @@ def test_bad_split_settings_are_one_line_and_exit_2(tmp_path):
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert message in result.stderr
         assert not out.exists() or not any(out.iterdir())  # nothing written
+
+
+def test_evaluate_on_a_split_folder_scores_its_test_file_only(tmp_path):
+    from ssmscope.train import evaluate_run, train_run
+    from ssmscope.train.loop import read_predictions
+
+    folder = tmp_path / "given"
+    folder.mkdir()
+    for name, start, n in (("train", 0, 120), ("valid", 500, 40), ("test", 900, 40)):
+        _write_jsonl(folder / f"{name}.jsonl", _functions(n, start))
+    config = RunConfig("cnn", str(folder), DataConfig(max_len=64, min_count=1), ModelConfig(embed_dim=8, num_filters=8), TrainConfig(epochs=1))
+    trained = train_run(config, tmp_path / "run", log=lambda s: None)
+    evaluated = evaluate_run(tmp_path / "run", folder, device="cpu", predictions=tmp_path / "p,with comma.csv")
+    written = read_predictions(tmp_path / "p,with comma.csv")
+    assert list(written) == ["test"] and list(written["test"]["index"]) == list(range(160, 200))
+    assert evaluated["confusion_matrix"] == trained["confusion_matrix"]  # the same 40 functions as the run's test split
+
+
+def test_a_split_name_with_a_comma_survives_predictions_csv(tmp_path):
+    from ssmscope.train.loop import read_predictions, write_predictions
+
+    write_predictions(tmp_path / "p.csv", {"my,data": ([3, 1], [1, 0], [0.25, 1 / 3])})
+    back = read_predictions(tmp_path / "p.csv")["my,data"]
+    assert list(back["index"]) == [3, 1] and list(back["label"]) == [1, 0] and list(back["probability"]) == [0.25, 1 / 3]

@@ -205,3 +205,18 @@ def test_cli_train_prints_metrics_and_errors_are_one_line(reveal_path, tmp_path,
     assert main(["train", "--arch", "cnn", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "y")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("select_by, expected_epoch", [("f1", 1), ("roc_auc", 2), ("mcc", 3)])
+def test_the_best_epoch_is_the_one_with_the_best_chosen_metric(small_corpus, tmp_path, monkeypatch, select_by, expected_epoch):
+    """Scripted validation metrics, each criterion best at another epoch: the selection follows --select-by."""
+    import ssmscope.train.loop as loop
+
+    scripted = iter([{"f1": 0.9, "roc_auc": 0.5, "mcc": 0.1}, {"f1": 0.2, "roc_auc": 0.9, "mcc": 0.2}, {"f1": 0.3, "roc_auc": 0.6, "mcc": 0.7}])
+    real = loop.binary_metrics
+    monkeypatch.setattr(loop, "binary_metrics", lambda labels, scores: {**real(labels, scores), **next(scripted)})
+    config = RunConfig("cnn", str(small_corpus), DataConfig(max_len=64, min_count=1), ModelConfig(embed_dim=8, num_filters=8),
+                       TrainConfig(epochs=3, select_by=select_by))
+    metrics = train_run(config, tmp_path / "run", log=lambda s: None)
+    assert metrics["best_epoch"] == expected_epoch and metrics["select_by"] == select_by
+    assert torch.load(tmp_path / "run" / "model.pt", weights_only=True)["epoch"] == expected_epoch

@@ -5,7 +5,9 @@ tests of :mod:`ssmscope.stats`:
 
     compare_runs(a, b)            one run against another: both must hold the same test functions
                                   (same data, seed and split settings); pairs them by record index
-    compare_groups([a..], [b..])  runs of two architectures over several seeds, paired by seed
+    compare_groups([a..], [b..])  runs of two architectures over several seeds, paired by seed; pools the
+                                  seeds one way when each seed has its own test split (random split) and
+                                  another when all seeds share one test set (group or given split)
     study_groups(study, x, y)     the runs of two architectures in a `reproduce` folder
     format_comparison(result)     the terminal table of either result
 
@@ -27,7 +29,7 @@ import numpy as np
 
 from .config import DECISION_THRESHOLD, RunConfig
 from .errors import SsmscopeError
-from .stats import RESAMPLED_METRICS, across_seeds, delong_test, f1_resampled, mcnemar_exact, paired_bootstrap
+from .stats import RESAMPLED_METRICS, SHARED_TEST_METHOD, across_seeds, delong_test, f1_resampled, mcnemar_exact, paired_bootstrap
 from .train.loop import PREDICTIONS_FILE, read_predictions
 from .train.metrics import tuned_threshold
 
@@ -39,15 +41,24 @@ THRESHOLD_RULES = {
     "tuned": "vulnerable when p >= the run's validation-tuned threshold (f1_tuned, McNemar 'tuned')",
 }
 SEED_METRIC_KEYS = ("a", "b", "difference", "ci_low", "ci_high", "p_value", "method", "std_difference", "within_seed_sd",
-                    "between_seed_sd", "per_seed")
+                    "between_seed_sd", "shared_test_sd", "per_seed")
 PER_SEED_KEYS = ("a", "b", "difference", "ci_low", "ci_high", "p_value", "std_error")
 
 
-def _combination(n_seeds: int) -> str:
+def _combination(n_seeds: int, shared_test: bool = False) -> str:
     """How compare_groups combined its seeds, for the JSON and the table."""
     if n_seeds == 1:
         return ("one seed: the pooled ci/p are that seed's paired bootstrap (method bootstrap_one_seed); they hold the "
                 "test-sample variance only, not the variance between training seeds: give runs of several seeds")
+    if shared_test:
+        return ("per-seed differences A - B, all on the one test set the seeds share (group or given split), so their test-sample "
+                "errors are correlated and their sd holds the training-seed variance but little of the test-sample variance; "
+                f"pooled ci/p (method {SHARED_TEST_METHOD}): mean ± √(t({n_seeds - 1})²·sd²/{n_seeds} + z²·shared²), shared = "
+                "the bootstrap sd of the mean difference, each resample drawing the shared functions once for every seed "
+                "and for A and B (Banerjee's interval; slightly conservative: sd² also holds the test noise that differs "
+                "between seeds); p: the smallest α whose interval excludes 0; within = √(mean of the per-seed bootstrap "
+                "variances), between = √max(0, sd² - the part of the test-sample variance that differs between seeds); "
+                "per-seed ci/p: paired bootstrap on the shared resamples (docs/METHODS.md)")
     return ("per-seed differences A - B, each paired on its seed's own test functions; every seed trains its own model on its "
             "own split, so the differences are independent and their sd holds both the training-seed and the test-sample "
             f"variance; pooled ci/p (method student_t): mean ± t({n_seeds - 1})·sd/√{n_seeds} and the one-sample t-test over the "
@@ -184,18 +195,44 @@ def _by_seed(runs: list[_Run], group: str) -> dict[int, _Run]:
     return out
 
 
+def _shared_test(pairs: list[tuple[_Run, _Run]]) -> bool | None:
+    """Do the seeds share one test set? True: every seed's runs hold the same test functions with the same
+    labels (a group split or a given split); False: every seed has its own (the random split, drawn per
+    seed); None for one seed. Anything in between mixes split settings: a one-line SsmscopeError."""
+    if len(pairs) < 2:
+        return None
+    classes: list[list[_Run]] = []  # runs grouped by identical test set
+    for a, _ in pairs:
+        same = next((c for c in classes if np.array_equal(c[0].index, a.index) and np.array_equal(c[0].labels, a.labels)), None)
+        if same is None:
+            classes.append([a])
+        else:
+            same.append(a)
+    if len(classes) in (1, len(pairs)):
+        return len(classes) == 1
+    described = " | ".join(", ".join(str(r.seed) for r in c) for c in classes)
+    raise SsmscopeError(f"the runs mix split settings: some seeds share one test set and others do not (seeds by test set: {described}); "
+                        "compare runs of one split setting (all random, or all the same --split-by/--test-group or split folder)")
+
+
 def compare_groups(runs_a: list, runs_b: list, n_boot: int = 2000, seed: int = 0) -> dict:
     """Runs of A and B over several training seeds, paired by seed (config.json train.seed).
 
-    Each seed drew its own split, so only runs at the same seed share test functions. Per metric
-    (stats.across_seeds): {"a", "b": means over seeds, "difference": mean d̄ of the per-seed differences,
-    "ci_low", "ci_high", "p_value": the pooled interval and p, "method": "student_t" (t interval and
-    one-sample t-test over the S >= 2 differences) or "bootstrap_one_seed" (S = 1: the seed's paired
-    bootstrap), "std_difference": sd of the differences (None for one seed), "within_seed_sd",
-    "between_seed_sd": its test-sample and training-seed parts, "per_seed": {"a", "b", "difference",
-    "ci_low", "ci_high", "p_value", "std_error"}, each a list in the order of "seeds", from each seed's
-    paired bootstrap}; every value None when f1_tuned lacks a threshold. "bootstrap"."dropped" lists,
-    per metric and seed, the resamples left out because the metric was undefined on them."""
+    Only runs at the same seed need to share test functions. With a random split each seed draws its
+    own, so the seeds' test sets all differ; with a group split or a given split every seed has the
+    same test set. compare_groups finds out which ("shared_test": True, False, or None for one seed)
+    and refuses a mixture. Per metric (stats.across_seeds): {"a", "b": means over seeds, "difference":
+    mean d̄ of the per-seed differences, "ci_low", "ci_high", "p_value": the pooled interval and p,
+    "method": "student_t" (own test sets: t interval and one-sample t-test over the S >= 2
+    differences), "student_t_shared_test" (one shared test set: Banerjee's interval combining the
+    seeds' t part with the bootstrap variance of d̄ over that test set, stats.shared_test_interval) or
+    "bootstrap_one_seed" (S = 1: the seed's paired bootstrap), "std_difference": sd of the differences
+    (None for one seed), "within_seed_sd", "between_seed_sd": test-sample and training-seed parts,
+    "shared_test_sd": the bootstrap sd of d̄ over the shared test set (None unless shared),
+    "per_seed": {"a", "b", "difference", "ci_low", "ci_high", "p_value", "std_error"}, each a list in
+    the order of "seeds", from each seed's paired bootstrap}; every value None when f1_tuned lacks a
+    threshold. "bootstrap"."dropped" lists, per metric and seed, the resamples left out because the
+    metric was undefined on them."""
     settings = _bootstrap_settings(n_boot, seed)
     if not runs_a or not runs_b:
         raise SsmscopeError("compare: each group needs at least one run directory")
@@ -208,6 +245,7 @@ def compare_groups(runs_a: list, runs_b: list, n_boot: int = 2000, seed: int = 0
     pairs = [(group_a[s], group_b[s]) for s in seeds]
     for a, b in pairs:
         _check_same_test(a, b)
+    shared = _shared_test(pairs)
     metrics, dropped = {}, {}
     for name in COMPARED_METRICS:
         inputs = [_metric_inputs(name, a, b) for a, b in pairs]
@@ -215,19 +253,21 @@ def compare_groups(runs_a: list, runs_b: list, n_boot: int = 2000, seed: int = 0
             metrics[name] = dict.fromkeys(SEED_METRIC_KEYS)
             dropped[name] = None
             continue
-        r = across_seeds([(a.labels, sa, sb) for (a, _), (_, sa, sb) in zip(pairs, inputs)], inputs[0][0], n_boot, seed, CONFIDENCE)
+        r = across_seeds([(a.labels, sa, sb) for (a, _), (_, sa, sb) in zip(pairs, inputs)], inputs[0][0], n_boot, seed, CONFIDENCE,
+                         shared_test=bool(shared))
         metrics[name] = {"a": r.mean_a, "b": r.mean_b, "difference": r.mean_difference, "ci_low": r.ci_low, "ci_high": r.ci_high,
                          "p_value": r.p_value, "method": r.method, "std_difference": r.std_difference,
-                         "within_seed_sd": r.within_seed_sd, "between_seed_sd": r.between_seed_sd,
+                         "within_seed_sd": r.within_seed_sd, "between_seed_sd": r.between_seed_sd, "shared_test_sd": r.shared_test_sd,
                          "per_seed": {k: [getattr(one, k) for one in r.per_seed] for k in PER_SEED_KEYS}}
         dropped[name] = [n_boot - one.n_used if one.difference is not None else None for one in r.per_seed]
     return {
         "runs": {"a": [a.summary() for a, _ in pairs], "b": [b.summary() for _, b in pairs]},
         "seeds": seeds,
         "n_test": [len(a.labels) for a, _ in pairs],
+        "shared_test": shared,
         "bootstrap": {**settings, "dropped": dropped},
         "threshold": THRESHOLD_RULES,
-        "combination": _combination(len(seeds)),
+        "combination": _combination(len(seeds), bool(shared)),
         "metrics": metrics,
     }
 
@@ -274,8 +314,10 @@ def _title_lines(result: dict, level: str) -> list[str]:
     if "seeds" in result:
         archs = [", ".join(sorted({r["arch"] for r in result["runs"][g]})) for g in ("a", "b")]
         n_seeds = len(result["seeds"])
-        pooled = (f"t over the {n_seeds} per-seed differences ({n_seeds - 1} df)" if n_seeds > 1 else
-                  "the one seed's paired bootstrap (test-sample variance only)")
+        pooled = ("the one seed's paired bootstrap (test-sample variance only)" if n_seeds == 1 else
+                  f"one shared test set: t over the {n_seeds} per-seed differences ({n_seeds - 1} df) combined with the "
+                  "bootstrap variance of the mean difference over the shared test set" if result.get("shared_test") else
+                  f"t over the {n_seeds} per-seed differences ({n_seeds - 1} df)")
         return [f"A: {archs[0]}   B: {archs[1]}   paired by seed: {', '.join(map(str, result['seeds']))} "
                 f"({', '.join(map(str, result['n_test']))} test functions)",
                 f"A, B, A − B: means over seeds; pooled {level} CI and p: {pooled}; "
@@ -292,10 +334,12 @@ def _metric_name(name: str) -> str:
 
 def _metric_table(result: dict, level: str) -> list[str]:
     grouped = "seeds" in result
-    header = ["metric", "A", "B", "A − B", *(["sd (seeds)", "within sd", "between sd", f"pooled {level} CI"] if grouped else [f"{level} CI"]), "p"]
+    spread_keys = ("std_difference", "within_seed_sd", "between_seed_sd", *(("shared_test_sd",) if result.get("shared_test") else ()))
+    spread_names = ["sd (seeds)", "within sd", "between sd", "shared test sd"][:len(spread_keys)]
+    header = ["metric", "A", "B", "A − B", *([*spread_names, f"pooled {level} CI"] if grouped else [f"{level} CI"]), "p"]
     rows = []
     for name, m in result["metrics"].items():
-        spread = [_number(m[k]) for k in ("std_difference", "within_seed_sd", "between_seed_sd")] if grouped else []
+        spread = [_number(m[k]) for k in spread_keys] if grouped else []
         rows.append([_metric_name(name), _number(m["a"]), _number(m["b"]), _number(m["difference"], signed=True), *spread,
                      _interval(m["ci_low"], m["ci_high"]), _p(m["p_value"])])
     return _table(header, rows)
@@ -310,7 +354,9 @@ def _per_seed_table(result: dict, level: str) -> list[str]:
             cells = ["n/a"] * 5 if one is None else [_number(one["a"][i]), _number(one["b"][i]), _number(one["difference"][i], signed=True),
                                                      _interval(one["ci_low"][i], one["ci_high"][i]), _p(one["p_value"][i])]
             rows.append([_metric_name(name) if i == 0 else "", str(seed), *cells])
-    return ["per seed (paired bootstrap on the seed's own test functions):",
+    own = ("the shared test functions, the same resamples for every seed" if result.get("shared_test") else
+           "the seed's own test functions")
+    return [f"per seed (paired bootstrap on {own}):",
             *_table(["metric", "seed", "A", "B", "A − B", f"{level} CI", "p"], rows)]
 
 
@@ -332,8 +378,9 @@ def _test_lines(result: dict, level: str) -> list[str]:
 
 def format_comparison(result: dict) -> str:
     """The plain-text table of a compare_runs or compare_groups result: metric, A, B, A − B, interval, p
-    (groups: also the sd of the per-seed differences and its within- and between-seed parts, the
-    interval and p being the pooled ones); then DeLong and McNemar (one pair of runs), or each seed's
+    (groups: also the sd of the per-seed differences and its within- and between-seed parts, with a
+    shared test set also the bootstrap sd of the mean difference over it, the interval and p being
+    the pooled ones); then DeLong and McNemar (one pair of runs), or each seed's
     bootstrap and how the seeds were combined (groups)."""
     level = f"{round(100 * result['bootstrap']['confidence'])}%"
     grouped = "seeds" in result

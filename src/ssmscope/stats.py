@@ -8,9 +8,13 @@ so the comparison resamples (or conditions on) functions, never A and B separate
                        resampling the n test functions with replacement (the same draw for A and B)
     delong_test        ROC-AUC: DeLong's asymptotic variance of AUC_A - AUC_B, z test and interval
     mcnemar_exact      hard decisions: exact binomial test on the functions where A and B disagree
-    across_seeds       several training seeds, each with its own split: per-seed paired bootstraps, and
-                       over seeds the t interval and t-test of the per-seed differences, with their
-                       variance split into a test-sample (within-seed) and a training (between-seed) part
+    across_seeds       several training seeds: per-seed paired bootstraps, and over seeds the t interval
+                       and t-test of the per-seed differences (each seed with its own split), or, when
+                       every seed was tested on one shared test set, Banerjee's interval combining the
+                       seeds' t part with the bootstrap variance of the mean difference over that test
+                       set (shared_test_interval); with the variance split into a test-sample
+                       (within-seed) and a training (between-seed) part
+    bootstrap_mean_interval   test-set interval of one metric's mean over runs (independent or shared test sets)
     student_t_cdf, student_t_quantile   Student's t in plain Python (scipy is only a test dependency)
 
 Metrics for the bootstrap are "resampled metrics": ``metric(labels, scores, counts)`` with
@@ -29,7 +33,8 @@ Processing Letters 21(11):1389-1393; McNemar (1947), Psychometrika 12(2):153-157
 Stegun (1964), Handbook of Mathematical Functions, 26.5.27 and 26.7.1; Press, Teukolsky, Vetterling
 & Flannery (2007), Numerical Recipes, 3rd ed., §6.4 (incomplete beta continued fraction); Hartung &
 Knapp (2001), Stat. Med. 20(12):1771-1782; IntHout, Ioannidis & Borm (2014), BMC Med. Res. Methodol.
-14:25; DerSimonian & Laird (1986), Control. Clin. Trials 7(3):177-188.
+14:25; DerSimonian & Laird (1986), Control. Clin. Trials 7(3):177-188; Banerjee (1960), Sankhyā 22:357-358
+(approximate interval for linear functions of means when the variances are not equal).
 """
 
 from __future__ import annotations
@@ -213,16 +218,28 @@ def _check_bootstrap(n_boot: int, confidence: float) -> None:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
 
 
-def _paired_bootstrap(labels, scores_a, scores_b, metric_fn: ResampledMetric, n_boot: int, rng, confidence: float) -> BootstrapComparison:
-    """:func:`paired_bootstrap` on checked arrays, drawing from the generator ``rng``."""
+def _point_estimates(labels, scores_a, scores_b, metric_fn: ResampledMetric) -> tuple[float, float]:
+    """(metric(A), metric(B)) on the test set itself (counts = 1), NaN where undefined."""
     everything = np.ones((1, len(labels)))  # (1, n): the test set itself
-    a, b = float(metric_fn(labels, scores_a, everything)[0]), float(metric_fn(labels, scores_b, everything)[0])
+    return float(metric_fn(labels, scores_a, everything)[0]), float(metric_fn(labels, scores_b, everything)[0])
+
+
+def _bootstrap_comparison(a: float, b: float, differences, confidence: float, n_boot: int) -> BootstrapComparison:
+    """The BootstrapComparison of point estimates ``a``, ``b`` and resampled differences (None: a or b undefined)."""
     if math.isnan(a) or math.isnan(b):
         return BootstrapComparison(_defined(a), _defined(b), None, None, None, None, None, confidence, n_boot, 0)
-    differences = _resampled_differences(labels, scores_a, scores_b, metric_fn, n_boot, rng)  # (n_boot,)
     ci_low, ci_high, p_value, n_used = _interval_and_p(differences, confidence)
     std_error = float(np.std(differences[~np.isnan(differences)], ddof=1)) if n_used >= 2 else None
     return BootstrapComparison(a, b, a - b, ci_low, ci_high, p_value, std_error, confidence, n_boot, n_used)
+
+
+def _paired_bootstrap(labels, scores_a, scores_b, metric_fn: ResampledMetric, n_boot: int, rng, confidence: float) -> BootstrapComparison:
+    """:func:`paired_bootstrap` on checked arrays, drawing from the generator ``rng``."""
+    a, b = _point_estimates(labels, scores_a, scores_b, metric_fn)
+    if math.isnan(a) or math.isnan(b):
+        return _bootstrap_comparison(a, b, None, confidence, n_boot)
+    differences = _resampled_differences(labels, scores_a, scores_b, metric_fn, n_boot, rng)  # (n_boot,)
+    return _bootstrap_comparison(a, b, differences, confidence, n_boot)
 
 
 def paired_bootstrap(
@@ -352,17 +369,25 @@ def student_t_quantile(q: float, df: float) -> float:
 # --- several training seeds ----------------------------------------------------------------------
 
 
+SHARED_TEST_METHOD = "student_t_shared_test"
+
+
 @dataclass(frozen=True)
 class SeedComparison:
-    """A against B over S training seeds, each seed with its own test split and training run.
+    """A against B over S training seeds.
 
     Per seed s: ``per_seed[s]``, the paired bootstrap of that seed's test functions (a, b, difference
     d_s = a - b, its interval, p-value and bootstrap std_error). Over seeds: mean_a, mean_b,
-    mean_difference d̄, std_difference s (sd of the d_s, ddof 1) and the pooled interval and p-value
-    (``method``: "student_t" for S >= 2, the t interval and one-sample t-test over the d_s;
-    "bootstrap_one_seed" for S = 1, the single seed's paired bootstrap). The decomposition of s²:
-    within_seed_sd² (mean of the per-seed bootstrap variances, the test-sample part) and
-    between_seed_sd² = max(0, s² - within_seed_sd²) (the training-seed part). None where undefined."""
+    mean_difference d̄, std_difference s (sd of the d_s, ddof 1) and the pooled interval and p-value.
+    ``method`` says how they were pooled: "student_t" (S >= 2 seeds, each with its own test split: the
+    t interval and one-sample t-test over the d_s), "student_t_shared_test" (S >= 2 seeds tested on one
+    shared test set: :func:`shared_test_interval` of the seed part s²/S and the bootstrap variance of d̄
+    over resamples of that test set, whose sd is ``shared_test_sd``) or "bootstrap_one_seed" (S = 1: the single seed's
+    paired bootstrap). within_seed_sd² is the mean of the per-seed bootstrap variances (one seed's
+    test-sample variance); between_seed_sd² = max(0, s² - w²) estimates the training-seed variance, w²
+    the part of the test-sample variance that s² holds: within_seed_sd² when every seed has its own
+    test split, the part that differs between seeds when they share one (across_seeds). None where
+    undefined; shared_test_sd is None unless the method is "student_t_shared_test"."""
 
     per_seed: tuple[BootstrapComparison, ...]
     mean_a: float | None
@@ -371,12 +396,22 @@ class SeedComparison:
     std_difference: float | None
     within_seed_sd: float | None
     between_seed_sd: float | None
+    shared_test_sd: float | None
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
     method: str
     confidence: float
     n_boot: int
+
+
+def _t_interval(mean: float, std_error: float, df: float, confidence: float) -> tuple[float, float, float]:
+    """mean ± t_{df,(1+c)/2} · std_error and p = 2 P(T_df < -|mean| / std_error); with std_error = 0 the
+    interval is [mean, mean] and p = 1 if mean = 0, else 0 (the limit |t| -> ∞)."""
+    if std_error == 0:
+        return mean, mean, 1.0 if mean == 0 else 0.0
+    half_width = student_t_quantile((1 + confidence) / 2, df) * std_error
+    return mean - half_width, mean + half_width, min(1.0, 2 * student_t_cdf(-abs(mean / std_error), df))
 
 
 def t_over_seeds(differences, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -389,45 +424,164 @@ def t_over_seeds(differences, confidence: float = 0.95) -> tuple[float, float, f
     n_seeds = d.size
     if n_seeds < 2:
         raise ValueError(f"the t interval needs at least 2 seeds, got {n_seeds}")
-    mean, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n_seeds)
-    if se == 0:
+    return _t_interval(float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n_seeds), n_seeds - 1, confidence)
+
+
+def _banerjee_half_width(alpha: float, seed_variance: float, test_variance: float, df: float) -> float:
+    """√(t²_{df,1-α/2} · seed_variance + z²_{1-α/2} · test_variance) (a zero variance drops its term, even at t = ∞)."""
+    t2 = student_t_quantile(alpha / 2, df) ** 2 if seed_variance > 0 else 0.0  # q = α/2 keeps tiny α exact
+    z2 = NormalDist().inv_cdf(alpha / 2) ** 2 if test_variance > 0 else 0.0
+    return math.sqrt(t2 * seed_variance + z2 * test_variance)
+
+
+def _banerjee_p(distance: float, seed_variance: float, test_variance: float, df: float) -> float:
+    """The smallest α whose interval (:func:`shared_test_interval`) excludes a point ``distance`` > 0 from its
+    centre: the root of h(α) = distance, h the half-width, decreasing in α.
+
+    Bracket: t >= z gives max(t√a, z√b) <= h(α) <= t√(a + b), so the root lies between
+    p_lo = max(2 P(T_df < -d/√a), 2 Φ(-d/√b)) and p_hi = 2 P(T_df < -d/√(a + b)). It is found by the
+    Illinois variant of regula falsi on log h against log α (smooth and monotone), to ~1e-12 relative."""
+    a, b = seed_variance, test_variance
+    upper = min(1.0, 2 * student_t_cdf(-distance / math.sqrt(a + b), df))
+    lower = max(2 * student_t_cdf(-distance / math.sqrt(a), df) if a > 0 else 0.0,
+                2 * NormalDist().cdf(-distance / math.sqrt(b)) if b > 0 else 0.0)
+    if upper <= lower or upper == 0.0:  # b = 0 (then p is the t-test's), or beyond the float range
+        return upper
+    lo, hi = max(lower, 1e-300), min(upper, 1 - 1e-12)  # h(1) = 0 has no logarithm
+
+    def g(u: float) -> float:  # > 0 while the interval at α = e^u still holds the point
+        return math.log(_banerjee_half_width(math.exp(u), a, b, df)) - math.log(distance)
+
+    u0, u1 = math.log(lo), math.log(hi)
+    g0, g1 = g(u0), g(u1)
+    if g0 <= 0 or g1 >= 0:  # the root is below 1e-300 or above 1 - 1e-12
+        return lo if g0 <= 0 else upper
+    side, u = 0, u1
+    for _ in range(200):
+        u = (u0 * g1 - u1 * g0) / (g1 - g0)
+        gu = g(u)
+        if abs(gu) < 1e-14 or u1 - u0 < 1e-13:
+            break
+        if gu > 0:
+            u0, g0 = u, gu
+            g1, side = (g1 / 2, 1) if side == 1 else (g1, 1)
+        else:
+            u1, g1 = u, gu
+            g0, side = (g0 / 2, -1) if side == -1 else (g0, -1)
+    return min(1.0, math.exp(u))
+
+
+def shared_test_interval(mean: float, seed_variance: float, test_variance: float, df: float,
+                         confidence: float = 0.95) -> tuple[float, float, float]:
+    """(ci_low, ci_high, p_value) for a mean difference whose variance is seed_variance (estimated from df + 1
+    seeds: t with df degrees of freedom) plus test_variance (a bootstrap variance from many resamples:
+    normal), Banerjee's (1960) interval for a sum of two variance components:
+
+        mean ± √(t²_{df,(1+c)/2} · seed_variance + z²_{(1+c)/2} · test_variance),
+
+    and p = the smallest α whose interval at confidence 1 - α excludes 0. With test_variance = 0 it is
+    the t interval and t-test; with seed_variance = 0 the normal interval and 2Φ(-|mean|/√test_variance).
+    Between the two its coverage is at least c whatever the ratio of the true variances (Banerjee 1960;
+    in simulation 0.95-0.98 for df = 2), where the t quantile on √(seed_variance + test_variance) would
+    reach 0.99-1.0 once the test part is a sizeable share. Its p lies below that t interval's p,
+    2 P(T_df < -|mean| / √(seed_variance + test_variance)), and above the p of either part alone. Both
+    variances 0: the interval is [mean, mean] and p is 1 if mean = 0, else 0."""
+    if seed_variance < 0 or test_variance < 0 or math.isnan(seed_variance + test_variance):
+        raise ValueError(f"variances must be >= 0, got {seed_variance} and {test_variance}")
+    if seed_variance == 0 and test_variance == 0:
         return mean, mean, 1.0 if mean == 0 else 0.0
-    half_width = student_t_quantile((1 + confidence) / 2, n_seeds - 1) * se
-    return mean - half_width, mean + half_width, min(1.0, 2 * student_t_cdf(-abs(mean / se), n_seeds - 1))
+    half_width = _banerjee_half_width(1 - confidence, seed_variance, test_variance, df)
+    p_value = 1.0 if mean == 0 else _banerjee_p(abs(mean), seed_variance, test_variance, df)
+    return mean - half_width, mean + half_width, p_value
+
+
+def _shared_resampled_differences(triples: list[tuple], points: list[tuple[float, float]], metric_fn: ResampledMetric,
+                                  n_resamples: int, rng) -> np.ndarray:
+    """(S, n_resamples): metric(A_s*) - metric(B_s*) for every seed s on the SAME resamples * of the one test
+    set the seeds share (one draw of counts per chunk, used for every seed and for A and B); NaN rows
+    for seeds whose metric is undefined (``points``). Drawn in the order of :func:`_resampled_differences`,
+    so each row is what paired_bootstrap draws for that seed alone with the same generator state."""
+    n = len(triples[0][0])
+    out = np.full((len(triples), n_resamples), np.nan)
+    for start in range(0, n_resamples, RESAMPLE_CHUNK):
+        counts = resample_counts(rng, n, min(RESAMPLE_CHUNK, n_resamples - start))  # (C, n)
+        for row, (labels, scores_a, scores_b), (a, b) in zip(out, triples, points):
+            if not (math.isnan(a) or math.isnan(b)):
+                row[start:start + len(counts)] = metric_fn(labels, scores_a, counts) - metric_fn(labels, scores_b, counts)
+    return out
 
 
 def across_seeds(
-    per_seed: list[tuple], metric_fn: ResampledMetric, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+    per_seed: list[tuple], metric_fn: ResampledMetric, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+    shared_test: bool = False,
 ) -> SeedComparison:
     """Combine paired comparisons of A and B over several training seeds.
 
     ``per_seed`` holds one (labels, scores_a, scores_b) triple per training seed; A and B share the
-    test functions within a triple, but each seed drew its own split, so the triples differ in
-    functions and length. ``seed`` seeds the resampling, not a training run: one generator serves the
-    seeds' bootstraps in turn, so with one seed the result is paired_bootstrap(..., seed=seed).
+    test functions within a triple. ``seed`` seeds the resampling, not a training run; with one seed
+    the result is paired_bootstrap(..., seed=seed).
 
-    Two sources of variance, one interval. Each seed trains its own model on its own split and tests
-    it on its own test functions, so the per-seed differences d_s are independent, each with variance
-    τ² + σ_s²: τ² from training (weights and split) and σ_s² from the finite test sample. Their sample
-    variance s² estimates the mean total variance τ² + σ̄² without bias, so the t interval
-    d̄ ± t_{S-1} s/√S and the one-sample t-test over the d_s combine both sources (:func:`t_over_seeds`;
+    **Each seed with its own test split** (``shared_test=False``; the random split, which each seed
+    draws anew): the triples differ in functions and length, and one generator serves the seeds'
+    bootstraps in turn. Each seed trains its own model on its own split and tests it on its own test
+    functions, so the per-seed differences d_s are independent, each with variance τ² + σ_s²: τ² from
+    training (weights and split) and σ_s² from the finite test sample. Their sample variance s²
+    estimates the mean total variance τ² + σ̄² without bias, so the t interval d̄ ± t_{S-1} s/√S and the
+    one-sample t-test over the d_s combine both sources (:func:`t_over_seeds`, method "student_t";
     exact for normal d_s; the Hartung-Knapp random-effects interval with equal weights, Hartung & Knapp
     2001, IntHout et al. 2014). The per-seed paired bootstraps measure σ_s² alone: within_seed_sd² is
     the mean of their variances, between_seed_sd² = max(0, s² - within_seed_sd²) the method-of-moments
     estimate of τ² (DerSimonian & Laird 1986). A two-level bootstrap (seeds, then functions) is not
     used: its variance has expectation (1/S)[((S-1)/S) τ² + ((2S-1)/S) σ̄²], counting σ̄² about twice
-    and shrinking τ², so with few seeds and a large τ it is too narrow. If the metric is undefined on a
-    seed (NaN), everything over seeds is None."""
+    and shrinking τ², so with few seeds and a large τ it is too narrow.
+
+    **All seeds tested on one shared test set** (``shared_test=True``, S >= 2; a group split or a given
+    split, where the test split does not depend on the seed): every triple must hold the same labels
+    (the same functions in the same order). Then d_s = Δ + u_s + e_s with the test-sample errors e_s
+    strongly correlated (the same functions are easy or hard for every seed), s² holds τ² but little
+    of the test-sample variance, and the t interval above is too narrow (it can be narrower than one
+    seed's bootstrap interval). Instead each resample b draws the shared functions ONCE (the same
+    counts for every seed and for A and B), d̄*_b = mean_s (M(A_s*) - M(B_s*)), and with
+
+        v_boot = var_b(d̄*_b)   (ddof 1, over the resamples defined on every seed; shared_test_sd = √v_boot)
+
+    the variance of d̄ is estimated by s²/S + v_boot: the seed part with S - 1 degrees of freedom, the
+    test part from many resamples. :func:`shared_test_interval` combines them (Banerjee 1960):
+    d̄ ± √(t²_{S-1} s²/S + z² v_boot), p the smallest α whose interval excludes 0 (method
+    "student_t_shared_test"). Slightly conservative, for two reasons: s²/S also holds the small part
+    of the test-sample variance that differs between seeds, which v_boot holds too (counted twice),
+    and Banerjee's interval covers at least c for every ratio of the two parts (0.95-0.98 for S = 3).
+    The t quantile on the whole, d̄ ± t_{S-1} √(s²/S + v_boot), would treat v_boot as estimated from S
+    values and cover 0.99-1.0 once the test part is a sizeable share (t_{2,0.975} = 4.30 vs 1.96).
+    Each seed's entry is still its own paired bootstrap, on the
+    shared resamples (so each equals paired_bootstrap(..., seed=seed) on that triple).
+    within_seed_sd² is again the mean of the per-seed bootstrap variances; between_seed_sd² =
+    max(0, s² - w²) with w² = (tr Σ - 1ᵀΣ1/S) / (S - 1), Σ the (S, S) bootstrap covariance of the
+    resampled d*_s, the expected test-sample part of s² for correlated e_s (w² = within² when Σ is
+    diagonal). With one seed ``shared_test`` changes nothing.
+
+    If the metric is undefined on a seed (NaN), everything over seeds is None."""
     _check_bootstrap(n_boot, confidence)
     if not per_seed:
         raise ValueError("across_seeds needs at least one seed")
+    triples = [_check_paired(*t) for t in per_seed]
+    n_seeds = len(triples)
+    shared = shared_test and n_seeds > 1
     rng = np.random.default_rng(seed)
-    results = [_paired_bootstrap(*_check_paired(*t), metric_fn, n_boot, rng, confidence) for t in per_seed]
-    n_seeds = len(results)
-    method = "student_t" if n_seeds > 1 else "bootstrap_one_seed"
+    resampled = None
+    if shared:
+        if any(not np.array_equal(t[0], triples[0][0]) for t in triples[1:]):
+            raise ValueError("shared_test: every seed must hold the same labels in the same order (the one test set they share)")
+        points = [_point_estimates(*t, metric_fn) for t in triples]
+        resampled = _shared_resampled_differences(triples, points, metric_fn, n_boot, rng)  # (S, n_boot)
+        results = [_bootstrap_comparison(a, b, row, confidence, n_boot) for (a, b), row in zip(points, resampled)]
+        method = SHARED_TEST_METHOD
+    else:
+        results = [_paired_bootstrap(*t, metric_fn, n_boot, rng, confidence) for t in triples]
+        method = "student_t" if n_seeds > 1 else "bootstrap_one_seed"
     mean_a, mean_b = (None if None in xs else float(np.mean(xs)) for xs in ([r.a for r in results], [r.b for r in results]))
     pooled = dict(mean_a=mean_a, mean_b=mean_b, mean_difference=None, std_difference=None, within_seed_sd=None, between_seed_sd=None,
-                  ci_low=None, ci_high=None, p_value=None)
+                  shared_test_sd=None, ci_low=None, ci_high=None, p_value=None)
     if all(r.difference is not None for r in results):
         d = np.array([r.difference for r in results])  # (S,)
         errors = [r.std_error for r in results]
@@ -435,11 +589,22 @@ def across_seeds(
         pooled.update(mean_difference=float(d.mean()), within_seed_sd=within)
         if n_seeds == 1:
             pooled.update(ci_low=results[0].ci_low, ci_high=results[0].ci_high, p_value=results[0].p_value)
-        else:
+        elif not shared:
             std = float(np.std(d, ddof=1))
             ci_low, ci_high, p_value = t_over_seeds(d, confidence)
             pooled.update(std_difference=std, between_seed_sd=None if within is None else math.sqrt(max(0.0, std**2 - within**2)),
                           ci_low=ci_low, ci_high=ci_high, p_value=p_value)
+        else:
+            std = float(np.std(d, ddof=1))
+            pooled.update(std_difference=std)
+            joint = resampled[:, ~np.isnan(resampled).any(axis=0)]  # (S, B') the resamples defined on every seed
+            if joint.shape[1] >= 2:
+                v_boot = float(np.var(joint.mean(axis=0), ddof=1))
+                cov = np.cov(joint)  # (S, S)
+                unshared = (float(np.trace(cov)) - float(cov.sum()) / n_seeds) / (n_seeds - 1)
+                ci_low, ci_high, p_value = shared_test_interval(float(d.mean()), std**2 / n_seeds, v_boot, n_seeds - 1, confidence)
+                pooled.update(between_seed_sd=math.sqrt(max(0.0, std**2 - unshared)), shared_test_sd=math.sqrt(v_boot),
+                              ci_low=ci_low, ci_high=ci_high, p_value=p_value)
     return SeedComparison(per_seed=tuple(results), **pooled, method=method, confidence=confidence, n_boot=n_boot)
 
 
@@ -543,26 +708,43 @@ def mcnemar_exact(labels, predicted_a, predicted_b) -> McNemarTest:
 
 
 def bootstrap_mean_interval(
-    runs: list[tuple], metric_fn: ResampledMetric, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+    runs: list[tuple], metric_fn: ResampledMetric, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+    shared_test: bool = False,
 ) -> tuple[float, float] | None:
-    """Percentile interval of the mean over runs of metric(labels_r, scores_r), resampling each
-    run's own test functions independently (the runs are seeds, each with its own test split).
+    """Percentile interval of the mean over runs of metric(labels_r, scores_r) under resampling of the
+    test functions.
 
-    Resample b draws n_r functions with replacement from every run r and records
-    M*_b = (1/R) Σ_r metric(run r resampled); the interval is the (1-c)/2 and (1+c)/2 quantiles of
-    the M*_b whose metric is defined on every run. It measures how much the reported mean would move
-    with other test functions, not how much it moves between training seeds (the seeds' spread is
-    reported beside it). ``runs``: [(labels (n_r,), scores (n_r,)), ...]. None if the metric is
-    undefined on every resample."""
+    Resample b draws test functions with replacement and records M*_b = (1/R) Σ_r metric(run r
+    resampled); the interval is the (1-c)/2 and (1+c)/2 quantiles of the M*_b whose metric is defined
+    on every run. It measures how much the reported mean would move with other test functions, not
+    how much it moves between training seeds (the seeds' spread is reported beside it).
+    ``runs``: [(labels (n_r,), scores (n_r,)), ...]. None if the metric is undefined on every resample.
+
+    ``shared_test=False`` (the runs are seeds of a random split, each with its own test functions):
+    every run's n_r functions are resampled independently. ``shared_test=True`` (the runs share one
+    test set: a group split or a given split): every run must have the same n, and each resample
+    draws the counts ONCE and uses them for every run, so M*_b is the mean over runs of the metric of
+    run r on the same resample. With a shared test set the runs' metrics move together from one test
+    sample to the next; resampling them independently would average that movement away and make
+    the interval too narrow by up to √R (R runs with near-equal scores)."""
     _check_bootstrap(n_boot, confidence)
     rng = np.random.default_rng(seed)
+    checked = [_check_paired(labels, scores) for labels, scores in runs]
     values = np.zeros(n_boot)  # (n_boot,) running sum over runs
-    for labels, scores in runs:
-        labels, scores = _check_paired(labels, scores)
+    if shared_test:
+        lengths = sorted({len(labels) for labels, _ in checked})
+        if len(lengths) > 1:
+            raise ValueError(f"shared_test: every run must have the same test functions, got test sets of {lengths} functions")
         for start in range(0, n_boot, RESAMPLE_CHUNK):
-            counts = resample_counts(rng, len(labels), min(RESAMPLE_CHUNK, n_boot - start))  # (C, n_r)
-            values[start:start + len(counts)] += metric_fn(labels, scores, counts)
-    means = values[~np.isnan(values)] / len(runs)
+            counts = resample_counts(rng, lengths[0], min(RESAMPLE_CHUNK, n_boot - start))  # (C, n), the same for every run
+            for labels, scores in checked:
+                values[start:start + len(counts)] += metric_fn(labels, scores, counts)
+    else:
+        for labels, scores in checked:
+            for start in range(0, n_boot, RESAMPLE_CHUNK):
+                counts = resample_counts(rng, len(labels), min(RESAMPLE_CHUNK, n_boot - start))  # (C, n_r)
+                values[start:start + len(counts)] += metric_fn(labels, scores, counts)
+    means = values[~np.isnan(values)] / len(checked)
     if means.size == 0:
         return None
     low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])

@@ -209,7 +209,8 @@ def place_in_null(summary_layers: list[dict], null: dict[str, dict[str, np.ndarr
     placed = {}
     for layer in summary_layers:
         if layer["name"] not in null:
-            raise ValueError(f"layer {layer['name']} has no null; the null holds {sorted(null)}: was it drawn for another architecture?")
+            raise SsmscopeError(f"layer {layer['name']} has no untrained null (the null holds {sorted(null)}); it was drawn for another "
+                                f"model structure: delete the null-*.json files in {null_cache_dir()} and analyse again")
         by_reading = {}
         for reading, value in layer_readings(layer["summary"]).items():
             x = null[layer["name"]][reading]  # (n,)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -99,16 +100,32 @@ def _test_interval(runs: list[RunRecord], metric: str, scale: float, digits: int
     """"[low, high]" of the 95% test-set bootstrap interval of the metric's mean over ``runs`` ("–" when a run has no predictions)."""
     if not runs or any(r.test is None for r in runs):
         return "–", None
-    interval = bootstrap_mean_interval([(r.test["label"], r.test["probability"]) for r in runs], RESAMPLED_METRICS[metric], N_BOOT)
+    first = np.sort(runs[0].test["index"])
+    shared = all(np.array_equal(np.sort(r.test["index"]), first) for r in runs[1:]) and len(runs) > 1  # group or given split: one test set
+    if shared:  # the same functions, in each file's order: align every run to the first one's order
+        order = {i: k for k, i in enumerate(runs[0].test["index"])}
+        aligned = []
+        for r in runs:
+            position = np.array([order[i] for i in r.test["index"]])  # (n,) where each row goes
+            labels, scores = np.empty_like(r.test["label"]), np.empty_like(r.test["probability"])
+            labels[position], scores[position] = r.test["label"], r.test["probability"]
+            aligned.append((labels, scores))
+    else:
+        aligned = [(r.test["label"], r.test["probability"]) for r in runs]
+    interval = bootstrap_mean_interval(aligned, RESAMPLED_METRICS[metric], N_BOOT, shared_test=shared)
     if interval is None:
         return "–", None
     return f"[{scale * interval[0]:.{digits}f}, {scale * interval[1]:.{digits}f}]", interval
 
 
 def _learned(auc_interval: tuple[float, float] | None) -> str:
+    """From the ROC-AUC interval: "yes" above 0.5, "no" when it holds 0.5, "no: worse than chance" below."""
     if auc_interval is None:
         return "–"
-    return "no: ROC-AUC interval includes 0.5" if auc_interval[0] <= 0.5 <= auc_interval[1] else "yes"
+    low, high = auc_interval
+    if low > 0.5:
+        return "yes"
+    return "no: ROC-AUC interval includes 0.5" if high >= 0.5 else "no: worse than chance (ROC-AUC interval below 0.5)"
 
 
 def _null_mark(runs: list[RunRecord], reading: str) -> str:
@@ -144,7 +161,7 @@ def table_rows(records: list[RunRecord]) -> list[dict]:
             "VD-S": _mean_std([r.metrics.get("vd_score") for r in runs], 3),
             "dominant frequency": _mean_std([m["dominant_frequency"] for m in medians], 4) + _null_mark(runs, "dominant_frequency"),
             "spectral entropy": _mean_std([m["spectral_entropy_bits"] for m in medians], 3) + _null_mark(runs, "spectral_entropy_bits"),
-            "filter type": ", ".join(f"{t} ({n}/{len(models)})" for t, n in types.most_common()) if models else "no SSM kernel",
+            "filter type": (", ".join(f"{t} ({n}/{len(models)})" for t, n in types.most_common()) + _null_mark(runs, "band_pass_share")) if models else "no SSM kernel",
             "dependency range": _mean_std([m["dependency_range_tokens"] for m in medians], 1) + _null_mark(runs, "dependency_range_tokens"),
             "energy length": _mean_std([m["energy_length_90"] for m in medians], 1) + _null_mark(runs, "energy_length_90"),
             "probed range": _mean_std([p["used_range_tokens"] for r in runs for p in r.probes[:1] if p.get("has_kernels")], 1),
@@ -174,7 +191,8 @@ KERNEL_NOTE = (
     "the channel-averaged spectrum (with the most common channel type when it differs). "
     f"{INSIDE_NULL}: the reading lies inside the central 95% of the same reading over freshly initialised "
     f"models of the same configuration in every run (k/S: in k of S runs), i.e. it does not differ from "
-    "initialisation. Probed range: the fewest kernel taps that keep 90% of the model's F1; (AUC): the fewest "
+    "initialisation (beside the filter type: the share of band-pass channels). Each run's section lists every "
+    "layer's readings with their percentile among the untrained ones. Probed range: the fewest kernel taps that keep 90% of the model's F1; (AUC): the fewest "
     "that recover 90% of the ROC-AUC the kernel adds over none (ssmscope probe, first probe dataset of each run)."
 )
 PAIRWISE_NOTE = (
@@ -183,7 +201,6 @@ PAIRWISE_NOTE = (
     "the mean of the per-seed differences with the t interval and t-test over seeds (docs/METHODS.md). "
     "* marks p < 0.05. Pairs that do not share their test functions are left out."
 )
-TABLE_NOTE = DETECTION_NOTE + " " + KERNEL_NOTE  # the terminal table holds both
 
 
 def table_columns(rows: list[dict]) -> tuple[str, ...]:
@@ -222,15 +239,36 @@ def pairwise_rows(records: list[RunRecord]) -> list[dict]:
             row = {"A": a, "B": b, "seeds": str(len(runs_a))}
             for metric in PAIRWISE_METRICS:
                 m = result["metrics"][metric]
-                p = result["delong"]["p_value"] if single and metric == "roc_auc" and result["delong"] else m["p_value"]
+                if single and metric == "roc_auc" and result["delong"]:  # DeLong's interval with DeLong's p
+                    m = result["delong"]
                 row[metric] = "–" if m["difference"] is None else (
-                    f"{m['difference']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] p {p:.3f}{' *' if p < 0.05 else ''}")
+                    f"{m['difference']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] p {m['p_value']:.3f}{' *' if m['p_value'] < 0.05 else ''}")
             row["McNemar p"] = f"{result['mcnemar']['default']['p_value']:.3f}" if single else "–"
             rows.append(row)
     return rows
 
 
 PAIRWISE_COLUMNS = ("A", "B", "seeds", *PAIRWISE_METRICS, "McNemar p")
+NULL_READINGS = {"dominant_frequency": ("dominant frequency", 4), "spectral_entropy_bits": ("spectral entropy", 3),
+                 "energy_length_90": ("energy length", 1), "dependency_range_tokens": ("dependency range", 1), "band_pass_share": ("band-pass share", 2)}
+NULL_COLUMNS = ("layer", *(label for label, _ in NULL_READINGS.values()))
+
+
+def null_rows(record: RunRecord) -> list[dict]:
+    """One row per kernel layer (and the pooled model) of an analysed run: each reading as
+    "value (percentile among the untrained)", with INSIDE_NULL where it lies inside the central 95%."""
+    if not record.analysis or not record.analysis.get("null"):
+        return []
+    layers = [(l["name"], l["null"]) for l in record.analysis["layers"] if "null" in l]
+    layers.append(("model (all layers)", record.analysis["model"]["null"]))
+    rows = []
+    for name, placed in layers:
+        row = {"layer": name}
+        for reading, (label, digits) in NULL_READINGS.items():
+            p = placed[reading]
+            row[label] = f"{p['value']:.{digits}f} (p{p['percentile']:.0f})" + ("" if p["outside"] else f" {INSIDE_NULL}")
+        rows.append(row)
+    return rows
 
 
 def _overlay(records: list[RunRecord], path: Path) -> Path | None:
@@ -274,7 +312,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
             shutil.copyfile(fig, target)
             copied.append(target)
         note = r.analysis.get("note") if r.analysis else "not analysed (run ssmscope analyze --run DIR)"
-        sections.append((f"{r.arch} (seed {r.seed})", str(r.path), copied, note))
+        sections.append((f"{r.arch} (seed {r.seed})", str(r.path), copied, note, null_rows(r)))
 
     md = [f"# {title}", "", "## Detection", "", DETECTION_NOTE, "", _markdown_table(rows, DETECTION_COLUMNS), ""]
     md += ["## Kernels", "", KERNEL_NOTE, "", _markdown_table(rows, kernel_columns(rows)), ""]
@@ -282,10 +320,12 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
         md += ["## Pairwise comparisons", "", PAIRWISE_NOTE, "", _markdown_table(pairs, PAIRWISE_COLUMNS), ""]
     if overlay:
         md += ["## Spectra of all models", "", f"![spectra](figures/{overlay.name})", ""]
-    for heading, path, figs, note in sections:
+    for heading, path, figs, note, nulls in sections:
         md += [f"## {heading}", "", f"Run: `{path}`", ""]
         if note:
             md += [note, ""]
+        if nulls:
+            md += ["Readings against the untrained null (pNN: percentile among freshly initialised models):", "", _markdown_table(nulls, NULL_COLUMNS), ""]
         md += [f"![{f.stem}](figures/{f.name})" for f in figs] + [""]
     (out_dir / "report.md").write_text("\n".join(md))
 
@@ -317,7 +357,7 @@ def _html(title: str, rows: list[dict], pairs: list[dict], overlay: Path | None,
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td{white-space:nowrap}"
         "td:first-child,th:first-child{text-align:left}td.quiet{color:#888;background:#f4f4f4}.wide{overflow-x:auto}"
         "img{max-width:100%;display:block;margin:1em 0}</style>",
         "</head><body>",
@@ -333,10 +373,12 @@ def _html(title: str, rows: list[dict], pairs: list[dict], overlay: Path | None,
         parts += ["<h2>Pairwise comparisons</h2>", f"<p>{e(PAIRWISE_NOTE)}</p>", _html_table(pairs, PAIRWISE_COLUMNS)]
     if overlay:
         parts += ["<h2>Spectra of all models</h2>", _img(overlay)]
-    for heading, path, figs, note in sections:
+    for heading, path, figs, note, nulls in sections:
         parts += [f"<h2>{e(heading)}</h2>", f"<p>Run: <code>{e(path)}</code></p>"]
         if note:
             parts.append(f"<p>{e(note)}</p>")
+        if nulls:
+            parts += ["<p>Readings against the untrained null (pNN: percentile among freshly initialised models):</p>", _html_table(nulls, NULL_COLUMNS)]
         parts += [_img(f) for f in figs]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -18,7 +18,9 @@ default), and evaluate that model once on the test split. Everything lands in th
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import platform
 import shutil
@@ -459,46 +461,66 @@ def evaluate_run(
     The metrics are binary_metrics plus the TUNED_KEYS at the threshold the run tuned on its
     validation split (from its metrics.json; None for runs trained before tuning existed). With
     ``predictions`` the per-function probabilities are written there (split = the dataset's name,
-    index = the record's position in the file)."""
+    index = the record's position in the file). A split folder (train/valid/test files) is scored on
+    its test file only (split "test", index as in training on that folder)."""
     from ..data.sources import dataset_stem
 
     dev = resolve_device(device)
     config, vocab, model = load_run(run_dir, dev)
     d = config.data
     records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field, [] if d.skip_bad_lines else None)
+    name = dataset_stem(data_path)
+    if records[0].split is not None:  # a split folder: never score a detector on training functions
+        records, name = [r for r in records if r.split == "test"], "test"
     split = encode_for_run(config, vocab, records)
     probabilities = predict(model, split, config.train.batch_size, dev)
     if predictions is not None:
-        write_predictions(Path(predictions), {dataset_stem(data_path): ([r.index for r in records], split.labels, probabilities)})
-    run_metrics = Path(run_dir) / "metrics.json"
-    threshold = json.loads(run_metrics.read_text()).get("tuned_threshold") if run_metrics.is_file() else None
+        write_predictions(Path(predictions), {name: ([r.index for r in records], split.labels, probabilities)})
+    threshold = _run_metrics(Path(run_dir)).get("tuned_threshold")
     return {**binary_metrics(split.labels, probabilities), **metrics_at_threshold(split.labels, probabilities, threshold)}
+
+
+def _run_metrics(run_dir: Path) -> dict:
+    """A run's metrics.json ({} if there is none); a damaged file is a one-line error."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SsmscopeError(f"{path}: not readable JSON ({e}); retrain the run") from None
+
+
+PREDICTION_COLUMNS = ["split", "index", "label", "probability"]
 
 
 def write_predictions(path: Path, splits: dict[str, tuple]) -> None:
     """predictions.csv: ``split,index,label,probability`` for {split: (record indices, labels, probabilities)};
-    probabilities with 17 significant digits, so that metrics recomputed from the file are exact."""
-    rows = ["split,index,label,probability"]
+    probabilities with 17 significant digits, so that metrics recomputed from the file are exact. CSV
+    quoting (a split named after a data file may hold a comma)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(PREDICTION_COLUMNS)
     for name, (indices, labels, probabilities) in splits.items():
-        rows += [f"{name},{int(i)},{int(y)},{float(p):.17g}" for i, y, p in zip(indices, labels, probabilities, strict=True)]
-    write_text(path, "\n".join(rows) + "\n")
+        writer.writerows((name, int(i), int(y), f"{float(p):.17g}") for i, y, p in zip(indices, labels, probabilities, strict=True))
+    write_text(path, text.getvalue())
 
 
 def read_predictions(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """{split: {"index", "label", "probability"}} from a predictions.csv, in file order."""
     path = Path(path)
     if not path.is_file():
-        raise SsmscopeError(f"{path}: no predictions file; runs trained before predictions.csv existed must be retrained (or evaluated)")
+        raise SsmscopeError(f"{path}: no predictions file; runs trained before predictions.csv existed must be retrained")
     out: dict[str, dict[str, list]] = {}
-    lines = path.read_text().splitlines()
-    if not lines or lines[0] != "split,index,label,probability":
+    rows = csv.reader(io.StringIO(path.read_text(), newline=""))
+    if next(rows, None) != PREDICTION_COLUMNS:
         raise SsmscopeError(f"{path}:1: expected the header split,index,label,probability")
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in enumerate(rows, start=2):
         try:
-            name, index, label, probability = line.split(",")
+            name, index, label, probability = line
             row = (int(index), int(label), float(probability))
         except ValueError:
-            raise SsmscopeError(f"{path}:{number}: expected split,index,label,probability, got {line[:80]!r}") from None
+            raise SsmscopeError(f"{path}:{number}: expected split,index,label,probability, got {','.join(line)[:80]!r}") from None
         columns = out.setdefault(name, {"index": [], "label": [], "probability": []})
         for key, value in zip(("index", "label", "probability"), row):
             columns[key].append(value)
