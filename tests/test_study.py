@@ -188,7 +188,8 @@ def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
     assert main(["compare", "--study", str(tmp_path), "s4d", "smr_s4d-none", "--json"]) == 0
     f1 = json.loads(capsys.readouterr().out)["metrics"]["f1"]
     md = report.with_name("report.md").read_text()
-    assert f"| s4d | smr_s4d-none | 2 | {f1['difference']:+.3f} [{f1['ci_low']:+.3f}, {f1['ci_high']:+.3f}] p {f1['p_value']:.3f}" in md
+    p = "< 0.001" if f1["p_value"] < 0.001 else f"{f1['p_value']:.3f}"
+    assert f"| s4d | smr_s4d-none | 2 | {f1['difference']:+.3f} [{f1['ci_low']:+.3f}, {f1['ci_high']:+.3f}] p {p}" in md
     stamp = (tmp_path / "runs" / "s4d-seed0" / "model.pt").stat().st_mtime_ns
     messages = []
     reproduce(base, tmp_path, archs=["s4d"], seeds=[0], log=messages.append)

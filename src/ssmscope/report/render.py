@@ -242,13 +242,17 @@ def pairwise_rows(records: list[RunRecord]) -> list[dict]:
                 if single and metric == "roc_auc" and result["delong"]:  # DeLong's interval with DeLong's p
                     m = result["delong"]
                 row[metric] = "–" if m["difference"] is None else (
-                    f"{m['difference']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] p {m['p_value']:.3f}{' *' if m['p_value'] < 0.05 else ''}")
-            row["McNemar p"] = f"{result['mcnemar']['default']['p_value']:.3f}" if single else "–"
+                    f"{m['difference']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] p {_p(m['p_value'])}{' *' if m['p_value'] < 0.05 else ''}")
+            row["McNemar p"] = _p(result["mcnemar"]["default"]["p_value"]) if single else "–"
             rows.append(row)
     return rows
 
 
 PAIRWISE_COLUMNS = ("A", "B", "seeds", *PAIRWISE_METRICS, "McNemar p")
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 NULL_READINGS = {"dominant_frequency": ("dominant frequency", 4), "spectral_entropy_bits": ("spectral entropy", 3),
                  "energy_length_90": ("energy length", 1), "dependency_range_tokens": ("dependency range", 1), "band_pass_share": ("band-pass share", 2)}
 NULL_COLUMNS = ("layer", *(label for label, _ in NULL_READINGS.values()))
