@@ -182,7 +182,7 @@ DETECTION_NOTE = (
     "Test metrics of the best validation epoch (F1 of the vulnerable class at p > 0.5; F1 (tuned) at the "
     "threshold tuned on validation; VD-S: the false-negative rate at ≤ 0.5% false alarms, lower is better). "
     "Mean ± sample std over seeds; 95% CI: the test-set bootstrap interval of that mean (each run's test "
-    "functions resampled, 2000 times; it does not hold the spread between seeds). A model whose ROC-AUC "
+    "functions resampled, 2000 times, jointly when the runs share one test set; it does not hold the spread between seeds). A model whose ROC-AUC "
     "interval includes 0.5 did not learn the task: its kernels were not shaped by it."
 )
 KERNEL_NOTE = (
