@@ -457,3 +457,16 @@ def test_variance_decomposition_on_a_shared_test_set():
     assert r.shared_test_sd == pytest.approx(np.sqrt(np.var(delta) / len(delta)), rel=0.15)
     assert r.between_seed_sd == pytest.approx(np.std(seed_effects, ddof=1), rel=0.12)
     assert across_seeds(per_seed, _mean_score, n_boot=300, seed=1).between_seed_sd < 0.5 * np.std(seed_effects, ddof=1)
+
+
+def test_delong_p_stays_positive_for_a_large_z():
+    """Far apart scorers: z of about 20, where 2(1 - Φ(|z|)) in floating point is 0; the p must be the
+    normal tail 2Φ(-|z|) (scipy.stats.norm.sf, an independent implementation)."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random(4000) < 0.3).astype(int)
+    good, bad = rng.normal(size=4000) + 2.0 * labels, rng.normal(size=4000) + 1.0 * labels
+    result = delong_test(labels, good, bad)
+    assert 10 < result.z < 35 and result.p_value > 0  # 2(1 - Φ(z)) is exactly 0 in float64 from z ≈ 8.3
+    assert result.p_value == pytest.approx(2 * sps.norm.sf(abs(result.z)), rel=1e-9)

@@ -671,7 +671,7 @@ def delong_test(labels, scores_a, scores_b, confidence: float = 0.95) -> DeLongT
     normal = NormalDist()
     if std_error > 0:
         z = difference / std_error
-        p_value = 2 * normal.cdf(-abs(z))
+        p_value = math.erfc(abs(z) / math.sqrt(2))  # = 2 Φ(-|z|) without erf's cancellation: no 0 for |z| > 8.3
     else:
         z, p_value = None, 1.0 if difference == 0 else 0.0
     half_width = normal.inv_cdf((1 + confidence) / 2) * std_error
