@@ -74,7 +74,7 @@ def test_compare_runs_pairs_functions_by_index(two_runs):
     for name in ("f1", "f1_weighted", "mcc", "roc_auc", "pr_auc", "vd_score"):
         m = result["metrics"][name]
         assert (m["a"], m["b"]) == pytest.approx((binary_metrics(labels, pa)[name], binary_metrics(labels, pb)[name]))
-        assert m["difference"] == pytest.approx(m["a"] - m["b"]) and m["ci_low"] <= m["difference"] <= m["ci_high"]
+        assert m["ci_low"] <= m["difference"] <= m["ci_high"]
     f1_tuned = result["metrics"]["f1_tuned"]
     assert (f1_tuned["a"], f1_tuned["b"]) == pytest.approx((f1_score(labels, pa >= 0.4), f1_score(labels, pb >= 0.4)))
 
@@ -285,7 +285,8 @@ def test_compare_groups_on_a_shared_test_set_resamples_it_once_for_every_seed(tm
         half = (m["ci_high"] - m["ci_low"]) / 2
         assert m["difference"] == pytest.approx((m["ci_low"] + m["ci_high"]) / 2)
         assert max(t * np.sqrt(seed_part), z * np.sqrt(test_part)) <= half * (1 + 1e-12) <= t * np.sqrt(seed_part + test_part) * (1 + 1e-12)
-        assert m["shared_test_sd"] <= np.mean(m["per_seed"]["std_error"])  # the sd of a mean is at most the mean of the sds
+        # the sd of a mean is at most the mean of the sds, and close to it for seeds scored on the same functions
+        assert 0.5 * np.mean(m["per_seed"]["std_error"]) < m["shared_test_sd"] <= np.mean(m["per_seed"]["std_error"])
     text = format_comparison(result).splitlines()
     assert "one shared test set" in text[1] and "shared test sd" in text[3]
     assert "per seed (paired bootstrap on the shared test functions, the same resamples for every seed):" in text

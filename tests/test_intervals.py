@@ -74,20 +74,25 @@ def test_shared_test_runs_must_have_one_length():
     assert bootstrap_mean_interval([(labels, scores)], roc_auc_resampled, n_boot=50, seed=5, shared_test=True) == one  # one run: no difference
 
 
-def test_the_report_resamples_a_shared_test_set_jointly_whatever_the_row_order():
-    """Two runs tested on the same functions, listed in other orders: the report aligns them by index
-    and uses the joint resampling (stats.bootstrap_mean_interval(shared_test=True))."""
-    from pathlib import Path
+def test_the_report_resamples_a_shared_test_set_jointly_whatever_the_row_order(tmp_path):
+    """Two runs tested on the same functions, their predictions.csv listing them in other orders: the
+    report lines them up by record index and uses the joint resampling (bootstrap_mean_interval(shared_test=True))."""
+    import json
 
-    from ssmscope.report.render import N_BOOT, RunRecord, _test_interval
+    from ssmscope.report.render import N_BOOT, _test_interval, load_run_record
+    from ssmscope.train.loop import write_predictions
 
     rng = np.random.default_rng(3)
     labels, scores = _test_set(rng, 120, 1.0)
     other = scores + rng.normal(scale=0.1, size=120)
     index = np.arange(500, 620)
     shuffled = rng.permutation(120)
-    runs = [RunRecord(Path("a"), "x", 0, {}, None, test={"index": index, "label": labels, "probability": scores}),
-            RunRecord(Path("b"), "x", 1, {}, None, test={"index": index[shuffled], "label": labels[shuffled], "probability": other[shuffled]})]
-    text, interval = _test_interval(runs, "roc_auc", 1, 3)
+    for seed, (order, probabilities) in enumerate(((np.arange(120), scores), (shuffled, other))):
+        run = tmp_path / f"run{seed}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"arch": "x", "data_path": "d.jsonl", "train": {"seed": seed}}))
+        (run / "metrics.json").write_text("{}")
+        write_predictions(run / "predictions.csv", {"test": (index[order], labels[order], probabilities[order])})
+    text, interval = _test_interval([load_run_record(tmp_path / "run0"), load_run_record(tmp_path / "run1")], "roc_auc", 1, 3)
     expected = bootstrap_mean_interval([(labels, scores), (labels, other)], roc_auc_resampled, N_BOOT, shared_test=True)
     assert interval == expected and text == f"[{expected[0]:.3f}, {expected[1]:.3f}]"

@@ -143,3 +143,11 @@ def test_a_split_name_with_a_comma_survives_predictions_csv(tmp_path):
     write_predictions(tmp_path / "p.csv", {"my,data": ([3, 1], [1, 0], [0.25, 1 / 3])})
     back = read_predictions(tmp_path / "p.csv")["my,data"]
     assert list(back["index"]) == [3, 1] and list(back["label"]) == [1, 0] and list(back["probability"]) == [0.25, 1 / 3]
+
+
+def test_a_split_folder_refuses_a_group_split(tmp_path):
+    for name, start in (("train", 0), ("valid", 500), ("test", 900)):
+        _write_jsonl(tmp_path / f"{name}.jsonl", _functions(40, start, "debian"))
+    config = RunConfig("cnn", str(tmp_path), DataConfig(split_by="project", test_groups=("debian",)), train=TrainConfig())
+    with pytest.raises(SsmscopeError, match="is a split folder, whose files give the split; drop --split-by"):
+        prepare_data(config)

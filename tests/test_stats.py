@@ -318,7 +318,6 @@ def test_variance_decomposition_recovers_the_seed_and_test_sample_parts():
     test_variance = np.mean([np.var(sa - sb) / len(y) for y, sa, sb in per_seed])  # sd ≈ 0.029, as large as τ
     assert r.within_seed_sd == pytest.approx(np.sqrt(test_variance), rel=0.02)
     assert r.between_seed_sd == pytest.approx(np.std(seed_effects, ddof=1), rel=0.12)
-    assert r.within_seed_sd**2 + r.between_seed_sd**2 == pytest.approx(r.std_difference**2, rel=1e-12)
 
 
 def test_across_seeds_identical_predictions():
@@ -462,8 +461,6 @@ def test_variance_decomposition_on_a_shared_test_set():
 def test_delong_p_stays_positive_for_a_large_z():
     """Far apart scorers: z of about 20, where 2(1 - Φ(|z|)) in floating point is 0; the p must be the
     normal tail 2Φ(-|z|) (scipy.stats.norm.sf, an independent implementation)."""
-    from scipy import stats as sps
-
     rng = np.random.default_rng(0)
     labels = (rng.random(4000) < 0.3).astype(int)
     good, bad = rng.normal(size=4000) + 2.0 * labels, rng.normal(size=4000) + 1.0 * labels

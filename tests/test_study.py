@@ -13,6 +13,7 @@ from ssmscope.analysis import analyze_bank
 from ssmscope.analysis.kernels import analyze_run, extract_kernels, kernel_modules
 from run_files import same_weights
 from ssmscope.cli import main
+from ssmscope.compare import format_p
 from ssmscope.data import lex
 from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ssmscope.errors import SsmscopeError
@@ -188,8 +189,7 @@ def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
     assert main(["compare", "--study", str(tmp_path), "s4d", "smr_s4d-none", "--json"]) == 0
     f1 = json.loads(capsys.readouterr().out)["metrics"]["f1"]
     md = report.with_name("report.md").read_text()
-    p = "< 0.001" if f1["p_value"] < 0.001 else f"{f1['p_value']:.3f}"
-    assert f"| s4d | smr_s4d-none | 2 | {f1['difference']:+.3f} [{f1['ci_low']:+.3f}, {f1['ci_high']:+.3f}] p {p}" in md
+    assert f"| s4d | smr_s4d-none | 2 | {f1['difference']:+.3f} [{f1['ci_low']:+.3f}, {f1['ci_high']:+.3f}] p {format_p(f1['p_value'])}" in md
     stamp = (tmp_path / "runs" / "s4d-seed0" / "model.pt").stat().st_mtime_ns
     messages = []
     reproduce(base, tmp_path, archs=["s4d"], seeds=[0], log=messages.append)

@@ -287,8 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command != "train" and launched_ranks() > 1:
             raise SsmscopeError(f"ssmscope {args.command} runs as one process; under torchrun only `ssmscope train` (DDP) runs")
-        if getattr(args, "threads", None) is not None and args.threads < 1:
-            raise SsmscopeError(f"--threads must be at least 1, got {args.threads}")
         COMMANDS[args.command](args)
     except SsmscopeError as e:
         if args.debug:

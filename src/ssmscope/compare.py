@@ -67,7 +67,7 @@ def _combination(n_seeds: int, shared_test: bool = False) -> str:
 
 
 @dataclass(frozen=True)
-class _Run:
+class RunPredictions:
     path: Path
     arch: str
     seed: int  # the training seed (config.json train.seed)
@@ -98,7 +98,7 @@ def _read_config(run_dir: Path) -> RunConfig:
         raise SsmscopeError(f"{path}: {e}") from None
 
 
-def _load_run(run_dir) -> _Run:
+def load_run_predictions(run_dir) -> RunPredictions:
     """A finished run's test predictions sorted by record index, its arch, seed and tuned threshold."""
     run_dir = Path(run_dir)
     config = _read_config(run_dir)
@@ -118,10 +118,15 @@ def _load_run(run_dir) -> _Run:
         threshold = tuned_threshold(predictions["valid"]["label"], predictions["valid"]["probability"])
     else:
         threshold = None
-    return _Run(run_dir, config.arch, config.train.seed, index, test["label"][order], test["probability"][order], threshold)
+    return RunPredictions(run_dir, config.arch, config.train.seed, index, test["label"][order], test["probability"][order], threshold)
 
 
-def _check_same_test(a: _Run, b: _Run) -> None:
+def _loaded(run) -> RunPredictions:
+    """A run directory read, or a RunPredictions already read (the report reads each run once)."""
+    return run if isinstance(run, RunPredictions) else load_run_predictions(run)
+
+
+def _check_same_test(a: RunPredictions, b: RunPredictions) -> None:
     """Both runs must list the same test functions with the same labels (then, sorted by index, row i is one function)."""
     if not np.array_equal(a.index, b.index):
         differ = len(np.setxor1d(a.index, b.index))
@@ -135,7 +140,7 @@ def _check_same_test(a: _Run, b: _Run) -> None:
         raise SsmscopeError(f"{a.path} and {b.path}: {mismatched} test functions have different labels; compare runs trained on the same data file")
 
 
-def _metric_inputs(name: str, a: _Run, b: _Run):
+def _metric_inputs(name: str, a: RunPredictions, b: RunPredictions):
     """(resampled metric, scores of A, scores of B) for ``name``; None when f1_tuned lacks a threshold.
     f1_tuned is F1 of the 0/1 decisions [p >= t], which f1_resampled reads as scores (1 > 0.5, 0 is not)."""
     if name != "f1_tuned":
@@ -160,7 +165,7 @@ def compare_runs(run_a, run_b, n_boot: int = 2000, seed: int = 0) -> dict:
      "mcnemar": {"default": decisions at p > 0.5, "tuned": at the tuned thresholds (None without them)}}.
     "dropped" counts, per metric, the resamples left out because the metric was undefined on them."""
     settings = _bootstrap_settings(n_boot, seed)
-    a, b = _load_run(run_a), _load_run(run_b)
+    a, b = _loaded(run_a), _loaded(run_b)
     _check_same_test(a, b)
     labels = a.labels
     metrics, dropped = {}, {}
@@ -186,8 +191,8 @@ def compare_runs(run_a, run_b, n_boot: int = 2000, seed: int = 0) -> dict:
     }
 
 
-def _by_seed(runs: list[_Run], group: str) -> dict[int, _Run]:
-    out: dict[int, _Run] = {}
+def _by_seed(runs: list[RunPredictions], group: str) -> dict[int, RunPredictions]:
+    out: dict[int, RunPredictions] = {}
     for run in runs:
         if run.seed in out:
             raise SsmscopeError(f"group {group}: {out[run.seed].path} and {run.path} both have training seed {run.seed}; give one run per seed")
@@ -195,13 +200,13 @@ def _by_seed(runs: list[_Run], group: str) -> dict[int, _Run]:
     return out
 
 
-def _shared_test(pairs: list[tuple[_Run, _Run]]) -> bool | None:
+def shared_test_set(pairs: list[tuple[RunPredictions, RunPredictions]]) -> bool | None:
     """Do the seeds share one test set? True: every seed's runs hold the same test functions with the same
     labels (a group split or a given split); False: every seed has its own (the random split, drawn per
     seed); None for one seed. Anything in between mixes split settings: a one-line SsmscopeError."""
     if len(pairs) < 2:
         return None
-    classes: list[list[_Run]] = []  # runs grouped by identical test set
+    classes: list[list[RunPredictions]] = []  # runs grouped by identical test set
     for a, _ in pairs:
         same = next((c for c in classes if np.array_equal(c[0].index, a.index) and np.array_equal(c[0].labels, a.labels)), None)
         if same is None:
@@ -236,8 +241,8 @@ def compare_groups(runs_a: list, runs_b: list, n_boot: int = 2000, seed: int = 0
     settings = _bootstrap_settings(n_boot, seed)
     if not runs_a or not runs_b:
         raise SsmscopeError("compare: each group needs at least one run directory")
-    group_a = _by_seed([_load_run(r) for r in runs_a], "A")
-    group_b = _by_seed([_load_run(r) for r in runs_b], "B")
+    group_a = _by_seed([_loaded(r) for r in runs_a], "A")
+    group_b = _by_seed([_loaded(r) for r in runs_b], "B")
     if group_a.keys() != group_b.keys():
         only_a, only_b = sorted(group_a.keys() - group_b.keys()), sorted(group_b.keys() - group_a.keys())
         raise SsmscopeError(f"the groups must hold the same training seeds to pair by seed: only A has {only_a}, only B has {only_b}; add or leave out runs")
@@ -245,7 +250,7 @@ def compare_groups(runs_a: list, runs_b: list, n_boot: int = 2000, seed: int = 0
     pairs = [(group_a[s], group_b[s]) for s in seeds]
     for a, b in pairs:
         _check_same_test(a, b)
-    shared = _shared_test(pairs)
+    shared = shared_test_set(pairs)
     metrics, dropped = {}, {}
     for name in COMPARED_METRICS:
         inputs = [_metric_inputs(name, a, b) for a, b in pairs]
@@ -295,7 +300,7 @@ def _number(x, signed: bool = False) -> str:
     return "n/a" if x is None else f"{x:+.4f}" if signed else f"{x:.4f}"
 
 
-def _p(x) -> str:
+def format_p(x) -> str:
     return "n/a" if x is None else f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
 
 
@@ -341,7 +346,7 @@ def _metric_table(result: dict, level: str) -> list[str]:
     for name, m in result["metrics"].items():
         spread = [_number(m[k]) for k in spread_keys] if grouped else []
         rows.append([_metric_name(name), _number(m["a"]), _number(m["b"]), _number(m["difference"], signed=True), *spread,
-                     _interval(m["ci_low"], m["ci_high"]), _p(m["p_value"])])
+                     _interval(m["ci_low"], m["ci_high"]), format_p(m["p_value"])])
     return _table(header, rows)
 
 
@@ -352,7 +357,7 @@ def _per_seed_table(result: dict, level: str) -> list[str]:
         one = m["per_seed"]
         for i, seed in enumerate(result["seeds"]):
             cells = ["n/a"] * 5 if one is None else [_number(one["a"][i]), _number(one["b"][i]), _number(one["difference"][i], signed=True),
-                                                     _interval(one["ci_low"][i], one["ci_high"][i]), _p(one["p_value"][i])]
+                                                     _interval(one["ci_low"][i], one["ci_high"][i]), format_p(one["p_value"][i])]
             rows.append([_metric_name(name) if i == 0 else "", str(seed), *cells])
     own = ("the shared test functions, the same resamples for every seed" if result.get("shared_test") else
            "the seed's own test functions")
@@ -365,14 +370,14 @@ def _test_lines(result: dict, level: str) -> list[str]:
     d = result["delong"]
     lines = ["DeLong (ROC-AUC): n/a (needs 2 functions of each class)" if d is None else
              f"DeLong (ROC-AUC): {d['auc_a']:.4f} vs {d['auc_b']:.4f}, A − B {d['difference']:+.4f}, se {d['std_error']:.4f}, "
-             f"z {'n/a' if d['z'] is None else format(d['z'], '.2f')}, p {_p(d['p_value'])}, {level} CI {_interval(d['ci_low'], d['ci_high'])}"]
+             f"z {'n/a' if d['z'] is None else format(d['z'], '.2f')}, p {format_p(d['p_value'])}, {level} CI {_interval(d['ci_low'], d['ci_high'])}"]
     ta, tb = result["runs"]["a"]["tuned_threshold"], result["runs"]["b"]["tuned_threshold"]
     tuned = "tuned thresholds " + ("n/a" if ta is None or tb is None else f"{ta:.4g} / {tb:.4g}")
     for key, rule in (("default", f"p > {DECISION_THRESHOLD}"), ("tuned", tuned)):
         m = result["mcnemar"][key]
         lines.append(f"McNemar ({rule}): n/a" if m is None else
                      f"McNemar ({rule}): A right & B wrong {m['a_right_b_wrong']}, A wrong & B right {m['a_wrong_b_right']}, "
-                     f"exact p {_p(m['p_value'])}")
+                     f"exact p {format_p(m['p_value'])}")
     return lines
 
 

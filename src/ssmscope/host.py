@@ -18,6 +18,8 @@ from typing import Iterator
 
 import torch
 
+from .errors import SsmscopeError
+
 
 def cpu_model() -> str:
     """The CPU's model name as the OS reports it (/proc/cpuinfo on Linux), e.g. "AMD EPYC"."""
@@ -40,6 +42,8 @@ def threads_set_to(threads: int | None) -> Iterator[int]:
     """Run the block with torch's intra-op thread count set to ``threads`` (None: leave torch's
     choice, one per physical core or OMP_NUM_THREADS) and restore the previous count afterwards;
     yields the count in use. The count is process-wide, so library calls must not leave it changed."""
+    if threads is not None and threads < 1:
+        raise SsmscopeError(f"--threads must be at least 1, got {threads}")
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

@@ -35,7 +35,6 @@ from ..config import ModelConfig
 from ..errors import SsmscopeError
 from ..files import write_json
 from ..models import build_model
-from .metrics import summarize_layer
 
 # The readings placed in the null: channel medians of four KernelMetrics fields, and the share of
 # a layer's channels whose filter type is band-pass.
@@ -112,7 +111,7 @@ def null_readings(arch: str, model_config: ModelConfig, length: int, n: int = DE
 
 def _draw(arch: str, model_config: ModelConfig, length: int, n: int) -> dict[str, dict[str, np.ndarray]]:
     """The null computed afresh: n models built under seeds NULL_SEED_BASE + i and read as ``analyze`` reads."""
-    from .kernels import extract_kernels  # here, not at the top: kernels imports this module at its top
+    from .kernels import analyze_kernels, extract_kernels, summarize_model  # here: kernels imports this module at its top
 
     values: dict[str, dict[str, list[float]]] = {}
     with torch.random.fork_rng(devices=[]):  # manual_seed below must not change the caller's RNG
@@ -125,9 +124,9 @@ def _draw(arch: str, model_config: ModelConfig, length: int, n: int) -> dict[str
             kernels = extract_kernels(build_model(arch, 2, model_config), length)  # {name: (H, length)}
             if not kernels:
                 return {}
-            banks = {**kernels, MODEL_KEY: np.concatenate(list(kernels.values()), axis=0)}  # the model: (ΣH, length)
-            for name, bank in banks.items():
-                summary, _ = summarize_layer(bank)
+            summaries = {layer["name"]: layer["summary"] for layer in analyze_kernels(kernels)}  # read as analyze_run reads
+            summaries[MODEL_KEY] = summarize_model(kernels)["summary"]  # the model: every channel pooled
+            for name, summary in summaries.items():
                 for reading, value in layer_readings(summary).items():
                     values.setdefault(name, {}).setdefault(reading, []).append(value)
     return {name: {r: np.array(v) for r, v in by_reading.items()} for name, by_reading in values.items()}

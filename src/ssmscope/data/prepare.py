@@ -98,6 +98,8 @@ def prepare(
     ``group``; ``group_field`` names the field in messages), or as given (records with a ``split``)."""
     rng = np.random.default_rng(seed)
     if records and records[0].split is not None:
+        if test_groups:
+            raise SsmscopeError(f"--split-by: {source} is a split folder, whose files give the split; drop --split-by/--test-group or pass one data file")
         splits, counts = _given_split(records, limit, rng)
     else:
         kept, counts = deduplicate(records)
@@ -138,16 +140,14 @@ def _given_split(records: list[Record], limit: int | None, rng: np.random.Genera
     """The splits as the files gave them, with what a reader should know about their overlaps."""
     splits = {name: [r for r in records if r.split == name] for name in SPLITS}
     texts = {name: {r.code for r in rs} for name, rs in splits.items()}
-    labels_of: dict[str, set[int]] = {}
-    for r in records:
-        labels_of.setdefault(r.code, set()).add(r.label)
+    _, found = deduplicate(records)  # only counted here: nothing is dropped from a given split
     counts = {
         "read": len(records),
         "duplicates_dropped": 0,
         "conflicting_dropped": 0,
         "given_split": 1,
         "duplicates_within_splits": sum(len(rs) - len(texts[name]) for name, rs in splits.items()),
-        "conflicting_texts": sum(len(v) > 1 for v in labels_of.values()),
+        "conflicting_texts": found["conflicting_texts"],
         "shared_train_test": len(texts["train"] & texts["test"]),
         "shared_train_valid": len(texts["train"] & texts["valid"]),
         "shared_valid_test": len(texts["valid"] & texts["test"]),

@@ -25,22 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..errors import SsmscopeError  # noqa: E402
 from ..stats import RESAMPLED_METRICS, bootstrap_mean_interval  # noqa: E402
-from ..train.loop import PREDICTIONS_FILE, read_predictions  # noqa: E402
+from ..compare import RunPredictions, compare_groups, compare_runs, format_p, load_run_predictions, shared_test_set  # noqa: E402
+from ..train.loop import PREDICTIONS_FILE  # noqa: E402
 from .plots import slug  # noqa: E402
 
 DETECTION_COLUMNS = ("architecture", "runs", "learned the task", "F1", "F1 95% CI", "F1 (tuned)", "weighted F1", "MCC", "ROC-AUC", "ROC-AUC 95% CI", "VD-S")
 KERNEL_COLUMNS = ("architecture", "dominant frequency", "spectral entropy", "filter type", "dependency range", "energy length")
 PROBE_COLUMNS = ("probed range", "probed range (AUC)")
-COLUMNS = DETECTION_COLUMNS + KERNEL_COLUMNS[1:]
 FIGURE_KINDS = ("time", "spectrum", "heatmap", "histograms")
 PAIRWISE_METRICS = ("f1", "mcc", "roc_auc")  # the significance table's columns
+PAIRWISE_COLUMNS = ("A", "B", "seeds", *PAIRWISE_METRICS, "McNemar p")
 N_BOOT = 2000  # bootstrap resamples of the report's intervals and paired tests
 INSIDE_NULL = "≈ init"
 
@@ -54,7 +54,7 @@ class RunRecord:
     analysis: dict | None
     figures: list[Path] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)  # probes/*.json written by `ssmscope probe`
-    test: dict | None = None  # the test split of predictions.csv ({"index", "label", "probability"}); None for older runs
+    test: RunPredictions | None = None  # the test split of predictions.csv, sorted by record index; None for older runs
 
 
 def load_run_record(run_dir: str | Path) -> RunRecord:
@@ -70,7 +70,7 @@ def load_run_record(run_dir: str | Path) -> RunRecord:
     probes = [json.loads(p.read_text()) for p in probe_files]
     figures += [p.with_suffix(".png") for p, r in zip(probe_files, probes) if r.get("has_kernels") and p.with_suffix(".png").is_file()]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    test = read_predictions(run_dir / PREDICTIONS_FILE).get("test") if (run_dir / PREDICTIONS_FILE).is_file() else None
+    test = load_run_predictions(run_dir) if (run_dir / PREDICTIONS_FILE).is_file() else None
     return RunRecord(run_dir, config["arch"], config["train"]["seed"], metrics, analysis, figures, probes, test)
 
 
@@ -97,22 +97,13 @@ def _by_arch(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
 
 
 def _test_interval(runs: list[RunRecord], metric: str, scale: float, digits: int) -> tuple[str, tuple[float, float] | None]:
-    """"[low, high]" of the 95% test-set bootstrap interval of the metric's mean over ``runs`` ("–" when a run has no predictions)."""
+    """"[low, high]" of the 95% test-set bootstrap interval of the metric's mean over ``runs`` ("–" when a run has no predictions).
+    Runs that share one test set (group or given split; compare.shared_test_set) are resampled jointly."""
     if not runs or any(r.test is None for r in runs):
         return "–", None
-    first = np.sort(runs[0].test["index"])
-    shared = all(np.array_equal(np.sort(r.test["index"]), first) for r in runs[1:]) and len(runs) > 1  # group or given split: one test set
-    if shared:  # the same functions, in each file's order: align every run to the first one's order
-        order = {i: k for k, i in enumerate(runs[0].test["index"])}
-        aligned = []
-        for r in runs:
-            position = np.array([order[i] for i in r.test["index"]])  # (n,) where each row goes
-            labels, scores = np.empty_like(r.test["label"]), np.empty_like(r.test["probability"])
-            labels[position], scores[position] = r.test["label"], r.test["probability"]
-            aligned.append((labels, scores))
-    else:
-        aligned = [(r.test["label"], r.test["probability"]) for r in runs]
-    interval = bootstrap_mean_interval(aligned, RESAMPLED_METRICS[metric], N_BOOT, shared_test=shared)
+    tested = [r.test for r in runs]  # each sorted by record index: shared test sets line up row by row
+    shared = shared_test_set([(t, t) for t in tested]) is True
+    interval = bootstrap_mean_interval([(t.labels, t.probabilities) for t in tested], RESAMPLED_METRICS[metric], N_BOOT, shared_test=shared)
     if interval is None:
         return "–", None
     return f"[{scale * interval[0]:.{digits}f}, {scale * interval[1]:.{digits}f}]", interval
@@ -198,19 +189,16 @@ KERNEL_NOTE = (
 PAIRWISE_NOTE = (
     "Paired differences A − B on the same test functions (ssmscope compare): the difference, its 95% interval "
     "and p-value. One run each: paired bootstrap over test functions (ROC-AUC: DeLong's test); several seeds: "
-    "the mean of the per-seed differences with the t interval and t-test over seeds (docs/METHODS.md). "
+    "the mean of the per-seed differences with the t interval and t-test over seeds, or Banerjee's interval "
+    "when the seeds share one test set (docs/METHODS.md). "
     "* marks p < 0.05. Pairs that do not share their test functions are left out."
 )
 
 
-def table_columns(rows: list[dict]) -> tuple[str, ...]:
-    """The report's columns; "probed range" (used range from `ssmscope probe`) only when some run has probes."""
-    probed = any(r["probed range"] != "–" or r["probed range (AUC)"] != "–" for r in rows)
-    return COLUMNS + PROBE_COLUMNS if probed else COLUMNS
-
-
 def kernel_columns(rows: list[dict]) -> tuple[str, ...]:
-    return KERNEL_COLUMNS + table_columns(rows)[len(COLUMNS):]
+    """The kernel table's columns; the probed ranges (`ssmscope probe`) only when some run has probes."""
+    probed = any(r["probed range"] != "–" or r["probed range (AUC)"] != "–" for r in rows)
+    return KERNEL_COLUMNS + (PROBE_COLUMNS if probed else ())
 
 
 def _markdown_table(rows: list[dict], columns) -> str:
@@ -223,14 +211,12 @@ def pairwise_rows(records: list[RunRecord]) -> list[dict]:
     """One row per pair of architectures that share their test functions (same data, split and seeds):
     {"A", "B", "seeds", metric: "difference [low, high] p"} for PAIRWISE_METRICS, and "McNemar p"
     (one run each) at the 0.5 decisions."""
-    from ..compare import compare_groups, compare_runs
-
     by_arch = {arch: runs for arch, runs in _by_arch(records).items() if all(r.test is not None for r in runs)}
     archs = list(by_arch)
     rows = []
     for i, a in enumerate(archs):
         for b in archs[i + 1:]:
-            runs_a, runs_b = [r.path for r in by_arch[a]], [r.path for r in by_arch[b]]
+            runs_a, runs_b = [r.test for r in by_arch[a]], [r.test for r in by_arch[b]]  # read once, in load_run_record
             try:
                 single = len(runs_a) == len(runs_b) == 1
                 result = compare_runs(runs_a[0], runs_b[0], N_BOOT) if single else compare_groups(runs_a, runs_b, N_BOOT)
@@ -242,17 +228,12 @@ def pairwise_rows(records: list[RunRecord]) -> list[dict]:
                 if single and metric == "roc_auc" and result["delong"]:  # DeLong's interval with DeLong's p
                     m = result["delong"]
                 row[metric] = "–" if m["difference"] is None else (
-                    f"{m['difference']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] p {_p(m['p_value'])}{' *' if m['p_value'] < 0.05 else ''}")
-            row["McNemar p"] = _p(result["mcnemar"]["default"]["p_value"]) if single else "–"
+                    f"{m['difference']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] p {format_p(m['p_value'])}{' *' if m['p_value'] < 0.05 else ''}")
+            row["McNemar p"] = format_p(result["mcnemar"]["default"]["p_value"]) if single else "–"
             rows.append(row)
     return rows
 
 
-PAIRWISE_COLUMNS = ("A", "B", "seeds", *PAIRWISE_METRICS, "McNemar p")
-
-
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 NULL_READINGS = {"dominant_frequency": ("dominant frequency", 4), "spectral_entropy_bits": ("spectral entropy", 3),
                  "energy_length_90": ("energy length", 1), "dependency_range_tokens": ("dependency range", 1), "band_pass_share": ("band-pass share", 2)}
 NULL_COLUMNS = ("layer", *(label for label, _ in NULL_READINGS.values()))

@@ -80,19 +80,11 @@ def validate(config: RunConfig) -> None:
         (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes + (m.smr_kernel_size,))})"),
         (d.limit is None or d.limit >= 10, f"--limit must be at least 10, got {d.limit}"),
         (bool(d.split_by) == bool(d.test_groups), "--split-by FIELD and --test-group VALUE go together: name the field and the test group(s)"),
-        (not (d.split_by and Path(config.data_path).is_dir() and not _is_reveal_folder(config.data_path)),
-         f"--split-by: {config.data_path} is a split folder, whose files give the split; drop --split-by/--test-group or pass one data file"),
         (m.d_state >= 2 and m.d_state % 2 == 0, f"d_state must be an even number >= 2, got {m.d_state}"),
     ]
     for ok, message in checks:
         if not ok:
             raise SsmscopeError(message)
-
-
-def _is_reveal_folder(path: str) -> bool:
-    from ..data.sources import REVEAL_FOLDER_FILES
-
-    return any((Path(path) / name).exists() for name in REVEAL_FOLDER_FILES)
 
 
 def environment() -> dict:
