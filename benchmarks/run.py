@@ -10,10 +10,11 @@ process; compare ratios within a run, not absolute numbers across machines (docs
     scaling       the same for the fast and reference kernels as L, H and N grow
     train_tokens  training steps per architecture on ReVeal-shaped batches, with and without length
                   bucketing (real, unpadded tokens per second)
-    analysis      every metric of a (128, 1024) kernel bank
+    depth         training steps of s4d and smr_s4d at 1 and 2 layers on the same bucketed ReVeal
+                  batches, interleaved in one process: the 2-layer / 1-layer time ratio
     streaming     S4D.step, one token at a time: tokens/s and cost early vs late in the stream
-    train_runs    one ReVeal epoch per architecture at defaults, each in a fresh process: epoch
-                  seconds and peak RSS (needs ../shared/data/reveal; the slowest part)
+    train_runs    one ReVeal epoch per architecture at defaults and at 2 layers, each in a fresh
+                  process: epoch seconds and peak RSS (needs ../shared/data/reveal; the slowest part)
 
     .venv/bin/python benchmarks/run.py [--only SECTION ...] [--skip SECTION ...]
 """
@@ -44,7 +45,8 @@ from ssmscope.models import ARCHITECTURES, S4D, build_model
 
 HERE = Path(__file__).resolve().parent
 REVEAL = HERE.parents[1] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
-SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "analysis", "streaming", "train_runs")
+SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "analysis", "streaming", "train_runs")
+DEEP_ARCHS = ("s4d", "conv_s4d", "depthwise_s4d", "smr_s4d")  # the architectures --layers applies to
 
 
 def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
@@ -209,6 +211,44 @@ def bench_train_tokens(n_batches: int = 12) -> dict:
     return out
 
 
+def bench_depth(n_batches: int = 24, rounds: int = 5) -> dict:
+    """Seconds per optimiser step of 1- and 2-layer models on the same bucketed ReVeal-length batches.
+
+    The models take turns, batch by batch, so that the machine's load changes hit both alike;
+    each round is the sum over ``n_batches`` batches, and the ratio is that of the median rounds.
+    """
+    lengths, source = reveal_train_lengths()
+    t = TrainConfig()
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(2, 5000, n) for n in lengths]
+    batches = length_grouped_batches(lengths, t.batch_size, np.random.default_rng(1), t.bucket_chunk_batches)
+    chosen = [batches[i] for i in np.random.default_rng(2).choice(len(batches), n_batches, replace=False)]
+    labels = torch.from_numpy(rng.integers(0, 2, len(lengths))).float()
+    out = {"lengths": source, "batches": n_batches, "rounds": rounds}
+    for arch in ("s4d", "smr_s4d"):
+        runs = {}
+        for layers in (1, 2):
+            torch.manual_seed(0)
+            model = build_model(arch if layers == 1 else f"{arch}-{layers}layers", 5000)
+            runs[layers] = (model, torch.optim.Adam(model.parameters(), lr=t.lr), [])
+        for _ in range(rounds + 1):  # the first round warms up
+            seconds = dict.fromkeys(runs, 0.0)
+            for idx in chosen:
+                tokens, lens = collate(sequences, idx, t.pad_to_multiple)
+                for layers, (model, optimizer, _) in runs.items():
+                    start = time.perf_counter()
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lens), labels[idx])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    seconds[layers] += time.perf_counter() - start
+            for layers, (_, _, rounds_seen) in runs.items():
+                rounds_seen.append(seconds[layers])
+        medians = {layers: statistics.median(times[1:]) for layers, (_, _, times) in runs.items()}
+        out[arch] = {"one_layer_s": medians[1], "two_layers_s": medians[2], "ratio": medians[2] / medians[1]}
+    return out
+
+
 def bench_analysis() -> dict:
     rng = np.random.default_rng(0)
     lags = np.arange(1024)
@@ -238,11 +278,12 @@ def bench_streaming(tokens: int = 4096, window: int = 512) -> dict:
 
 
 def bench_train_runs() -> dict | None:
-    """One ReVeal epoch per architecture in a fresh process; s4d once more with glibc's default allocator."""
+    """One ReVeal epoch per architecture (and at 2 layers) in a fresh process; s4d once more with glibc's default allocator."""
     if not REVEAL.is_file():
         return None
     out = {}
-    runs = [(arch, arch, "1") for arch in ARCHITECTURES] + [("s4d, glibc default allocator", "s4d", "0")]
+    runs = [(arch, arch, "1") for arch in ARCHITECTURES] + [(f"{arch}-2layers",) * 2 + ("1",) for arch in DEEP_ARCHS]
+    runs += [("s4d, glibc default allocator", "s4d", "0")]
     with tempfile.TemporaryDirectory() as tmp:
         for name, arch, keep in runs:
             result = subprocess.run(
@@ -273,6 +314,9 @@ def print_table(r: dict) -> None:
     for arch in ARCHITECTURES if "train_tokens" in r else ():
         row = r["train_tokens"][arch]
         rows.append((f"train {arch} (bucketed / random)", f"{row['bucketed']:.0f} / {row['random']:.0f} tok/s ({row['bucketing_speedup']:.1f}x)"))
+    for arch in ("s4d", "smr_s4d") if "depth" in r else ():
+        row = r["depth"][arch]
+        rows.append((f"{arch} step time, 2 layers / 1", f"{row['ratio']:.2f}x ({row['two_layers_s']:.2f} / {row['one_layer_s']:.2f} s per {r['depth']['batches']} batches)"))
     if "analysis" in r:
         rows.append(("analysis of a (128, 1024) bank", f"{r['analysis']['ms']:.1f} ms"))
     if "streaming" in r:
@@ -297,7 +341,7 @@ def main() -> None:
                            "threads": torch.get_num_threads(), "cpus": len(os.sched_getaffinity(0)),
                            "keep_freed_memory": keep_freed_memory()}}
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
-               "train_tokens": bench_train_tokens, "analysis": bench_analysis,
+               "train_tokens": bench_train_tokens, "depth": bench_depth, "analysis": bench_analysis,
                "streaming": bench_streaming, "train_runs": bench_train_runs}
     for section in chosen:
         start = time.perf_counter()

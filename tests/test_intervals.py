@@ -90,7 +90,7 @@ def test_the_report_resamples_a_shared_test_set_jointly_whatever_the_row_order(t
     for seed, (order, probabilities) in enumerate(((np.arange(120), scores), (shuffled, other))):
         run = tmp_path / f"run{seed}"
         run.mkdir()
-        (run / "config.json").write_text(json.dumps({"arch": "x", "data_path": "d.jsonl", "train": {"seed": seed}}))
+        (run / "config.json").write_text(json.dumps({"arch": "cnn", "data_path": "d.jsonl", "train": {"seed": seed}}))
         (run / "metrics.json").write_text("{}")
         write_predictions(run / "predictions.csv", {"test": (index[order], labels[order], probabilities[order])})
     text, interval = _test_interval([load_run_record(tmp_path / "run0"), load_run_record(tmp_path / "run1")], "roc_auc", 1, 3)

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
+from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE_MODES, RECOMPUTE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
 from .allocator import keep_freed_memory
 from .analysis.null import DEFAULT_NULL_DRAWS
 from .errors import SsmscopeError
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d, m, t, syn = DataConfig(), ModelConfig(), TrainConfig(), SyntheticConfig()
     p = sub.add_parser("train", help="train one architecture and evaluate it on the test split")
-    p.add_argument("--arch", required=True, help=f"one of: {', '.join([*ARCHITECTURES, *VARIANTS])}")
+    p.add_argument("--arch", required=True, help=f"one of: {', '.join([*ARCHITECTURES, *VARIANTS])}; a suffix -Nlayers (s4d-2layers) sets the depth")
     p.add_argument("--data", required=True, help="dataset file (.jsonl/.json/.csv/.parquet, optionally .gz), ReVeal folder, or folder with train/valid/test files (split as given)")
     p.add_argument("--out", required=True, help="run directory to write")
     _add_data_fields(p, defaults=True)
@@ -69,11 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--s4d-init", default=m.s4d_init, choices=("lin", "inv"))
     p.add_argument("--discretization", default=m.discretization, choices=("zoh", "bilinear"))
     p.add_argument("--dropout", type=float, default=m.dropout, help=f"dropout before the head (default {m.dropout})")
+    p.add_argument("--layers", type=int, default=m.layers, help=f"S4D layers per S4D-bearing branch: the first, then residual S4D blocks (default {m.layers})")
+    p.add_argument("--block-dropout", type=float, default=m.block_dropout, help=f"dropout inside each residual block, --layers > 1 (default {m.block_dropout})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--resume", action="store_true", help="continue a run in --out that was interrupted (same command otherwise)")
     p.add_argument("--skip-bad-lines", action="store_true", help="leave out and count bad records (malformed line, missing field, bad label, empty code) instead of stopping")
     p.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every, help=f"optimiser steps between resume checkpoints (default {t.checkpoint_every})")
     p.add_argument("--track-kernels", action="store_true", help="record the S4D kernels' spectral summary after every epoch")
+    p.add_argument("--recompute-branches", default=t.recompute_branches, choices=RECOMPUTE_MODES,
+                   help="recompute each branch in backward instead of keeping its activations: less memory, more time, same results "
+                        f"(default {t.recompute_branches}: on for models with several S4D branches)")
     p.add_argument("--select-by", default=t.select_by, choices=SELECTION_METRICS,
                    help=f"validation metric that picks the best epoch (default {t.select_by}; docs/METHODS.md says which suits which class balance)")
 
@@ -99,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_fields(p, defaults=False)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     _add_threads(p)
+    p.add_argument("--no-per-layer", action="store_true", help="probe all kernel layers at once only, not also each layer alone (one probe set instead of one per layer + 1)")
 
     p = sub.add_parser("compare", help="paired comparison of two runs (or two groups of runs, paired by seed) on the same test functions")
     p.add_argument("runs", nargs="*", help="RUN_A RUN_B; with --study: ARCH_A ARCH_B")
@@ -126,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="the whole study: train → analyze → report for every architecture × seed")
     p.add_argument("--data", default=None, help="dataset file or ReVeal folder (default: generate the embedded synthetic corpus)")
     p.add_argument("--out", required=True, help="study directory (runs/ and report/ inside)")
-    p.add_argument("--archs", nargs="+", default=None, help="architectures (default: the six and the SMR fusion variants)")
+    p.add_argument("--archs", nargs="+", default=None, help="architectures (default: the six and the SMR fusion variants); -Nlayers adds depth, e.g. s4d s4d-2layers")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=t.epochs)
     p.add_argument("--limit", type=int, default=None)
@@ -149,10 +155,12 @@ def _train(args) -> None:
                                  skip_bad_lines=args.skip_bad_lines, split_by=args.split_by, test_groups=_test_groups(args)),
         model=dataclasses.replace(
             ModelConfig(), embed_dim=args.embed_dim, d_state=args.d_state, s4d_init=args.s4d_init, discretization=args.discretization, dropout=args.dropout,
+            layers=args.layers, block_dropout=args.block_dropout,
         ),
         train=dataclasses.replace(
             TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
             track_kernels=args.track_kernels, checkpoint_every=args.checkpoint_every, select_by=args.select_by,
+            recompute_branches=args.recompute_branches,
         ),
     )
     metrics = train_run(config, args.out, overwrite=args.overwrite, resume=args.resume)
@@ -203,13 +211,15 @@ def _probe(args) -> None:
     from .analysis.probes import probe_run
 
     with threads_set_to(args.threads):
-        results = probe_run(args.run, args.data, args.out, args.code_field, args.label_field, args.device)
+        results = probe_run(args.run, args.data, args.out, args.code_field, args.label_field, args.device, per_layer=not args.no_per_layer)
     if not results["has_kernels"]:
         print("this model has no SSM kernel to probe")
         return
-    print(f"unmodified F1 {results['unmodified']['f1']:.4f}; used range {results['used_range_tokens']} taps")
-    print("truncation: " + "  ".join(f"{t['taps']}:{t['f1']:.3f}" for t in results["truncation"]))
-    print("bands: " + "  ".join(f"{name} {b['f1']:.3f}" for name, b in results["bands"].items()))
+    print(f"unmodified F1 {results['unmodified']['f1']:.4f}")
+    for name, probe in {"all layers": results, **results.get("layers", {})}.items():
+        print(f"{name}: used range {probe['used_range_tokens']} taps (AUC: {probe['used_range_auc_tokens']})")
+        print("  truncation: " + "  ".join(f"{t['taps']}:{t['f1']:.3f}" for t in probe["truncation"]))
+        print("  bands: " + "  ".join(f"{band} {b['f1']:.3f}" for band, b in probe["bands"].items()))
 
 
 def _data(args) -> None:

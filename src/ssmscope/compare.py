@@ -29,6 +29,7 @@ import numpy as np
 
 from .config import DECISION_THRESHOLD, RunConfig
 from .errors import SsmscopeError
+from .models import model_name
 from .stats import RESAMPLED_METRICS, SHARED_TEST_METHOD, across_seeds, delong_test, f1_resampled, mcnemar_exact, paired_bootstrap
 from .train.loop import PREDICTIONS_FILE, read_predictions
 from .train.metrics import tuned_threshold
@@ -118,7 +119,7 @@ def load_run_predictions(run_dir) -> RunPredictions:
         threshold = tuned_threshold(predictions["valid"]["label"], predictions["valid"]["probability"])
     else:
         threshold = None
-    return RunPredictions(run_dir, config.arch, config.train.seed, index, test["label"][order], test["probability"][order], threshold)
+    return RunPredictions(run_dir, model_name(config.arch, config.model), config.train.seed, index, test["label"][order], test["probability"][order], threshold)
 
 
 def _loaded(run) -> RunPredictions:
@@ -279,14 +280,15 @@ def compare_groups(runs_a: list, runs_b: list, n_boot: int = 2000, seed: int = 0
 
 def study_groups(study_dir, arch_a: str, arch_b: str) -> tuple[list[Path], list[Path]]:
     """The finished runs of ``arch_a`` and ``arch_b`` in a `reproduce` folder (STUDY/runs/<arch>-seed<seed>/,
-    pipeline.run_dir_for), each list sorted by seed. A run counts as finished when it has metrics.json."""
+    pipeline.run_dir_for), each list sorted by seed. A run counts as finished when it has metrics.json;
+    runs are named as the study table names them (models.model_name: "s4d-2layers" for depth 2)."""
     runs = Path(study_dir) / "runs"
     if not runs.is_dir():
         raise SsmscopeError(f"{study_dir}: no runs/ folder; give the --out folder of `ssmscope reproduce`")
     finished: dict[str, list[tuple[int, Path]]] = {}
     for run_dir in sorted(p.parent for p in runs.glob("*/metrics.json")):
         config = _read_config(run_dir)
-        finished.setdefault(config.arch, []).append((config.train.seed, run_dir))
+        finished.setdefault(model_name(config.arch, config.model), []).append((config.train.seed, run_dir))
     for arch in (arch_a, arch_b):
         if arch not in finished:
             raise SsmscopeError(f"{runs}: no finished run of {arch!r}; finished runs exist for: {', '.join(sorted(finished)) or 'none'}")

@@ -14,6 +14,7 @@ from typing import Any
 from .errors import SsmscopeError
 
 NORMALIZE_MODES = ("none", "identifiers", "full")
+RECOMPUTE_MODES = ("auto", "on", "off")
 DECISION_THRESHOLD = 0.5  # probability above which a function is predicted vulnerable (logit > 0)
 
 
@@ -44,7 +45,9 @@ class ModelConfig:
     discretization: str = "zoh"  # zoh | bilinear
     dt_min: float = 1e-3
     dt_max: float = 1e-1
-    dropout: float = 0.5
+    dropout: float = 0.5  # before the head (the paper's)
+    layers: int = 1  # S4D layers per S4D-bearing branch: the first as in the paper, then layers − 1 residual blocks
+    block_dropout: float = 0.1  # inside each residual block (layers > 1); state-spaces' S4D example uses 0.1
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class TrainConfig:
     track_kernels: bool = False  # record every S4D layer's spectral summary after each epoch
     checkpoint_every: int = 100  # optimiser steps between resume checkpoints (one more after every epoch)
     select_by: str = "f1"  # validation metric that picks the best epoch: f1 | mcc | roc_auc | pr_auc | accuracy
+    recompute_branches: str = "auto"  # auto (models with several S4D branches) | on | off: memory for time, same bits
 
 
 @dataclass(frozen=True)

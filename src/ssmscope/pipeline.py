@@ -29,10 +29,10 @@ def run_dir_for(out: Path, arch: str, seed: int) -> Path:
 
 def _same_experiment(a: RunConfig, b: RunConfig) -> bool:
     """Equal up to settings that do not change what is trained: where and on how many threads it ran,
-    whether kernels were tracked, how often it checkpointed, and how far batches were padded (the
-    models' outputs do not depend on padding)."""
+    whether kernels were tracked, how often it checkpointed, whether branches were recomputed in
+    backward, and how far batches were padded (the models' outputs do not depend on padding)."""
     def key(c: RunConfig) -> RunConfig:
-        return c.with_train(device="auto", threads=None, track_kernels=False, pad_to_multiple=1, checkpoint_every=0)
+        return c.with_train(device="auto", threads=None, track_kernels=False, pad_to_multiple=1, checkpoint_every=0, recompute_branches="auto")
 
     return key(a) == key(b)
 

@@ -8,6 +8,7 @@ analysed without changes here.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,16 @@ from ..errors import SsmscopeError
 from . import spectral
 from .metrics import summarize_layer
 from .null import CENTRAL_LEVEL, DEFAULT_NULL_DRAWS, MODEL_KEY, null_cache_key, null_readings, place_in_null
+
+
+BLOCK_DEPTH = re.compile(r"\.blocks\.(\d+)\.")  # a deep branch's residual blocks (models.classifier)
+
+
+def layer_depth(name: str) -> int:
+    """A kernel layer's place in its branch's stack: 0 for a branch's first S4D, k for the one in
+    residual block k ("branches.smr.blocks.2.s4d" → 2)."""
+    found = BLOCK_DEPTH.search(name + ".")
+    return int(found.group(1)) if found else 0
 
 
 def kernel_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -32,14 +43,14 @@ def extract_kernels(model: nn.Module, length: int) -> dict[str, np.ndarray]:
 
 
 def analyze_kernels(kernels: dict[str, np.ndarray], nfft: int | None = None) -> list[dict]:
-    """[{"name", "summary", "channels": [metrics dict per channel]}] for a dict of kernel banks."""
+    """[{"name", "depth", "summary", "channels": [metrics dict per channel]}] for a dict of kernel banks, in its order."""
     layers = []
     for name, bank in kernels.items():
         silent = np.flatnonzero(~np.any(bank != 0, axis=-1))
         if silent.size:
             raise SsmscopeError(f"layer {name}: channel(s) {silent.tolist()[:5]} have an all-zero kernel, which has no spectrum; the model is degenerate")
         summary, channels = summarize_layer(bank, nfft)
-        layers.append({"name": name, "summary": summary, "channels": [c.to_dict() for c in channels]})
+        layers.append({"name": name, "depth": layer_depth(name), "summary": summary, "channels": [c.to_dict() for c in channels]})
     return layers
 
 

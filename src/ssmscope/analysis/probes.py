@@ -12,6 +12,13 @@ causation. A probe does: it changes the kernels and watches the metric.
 * band filtering: keep only one frequency band of every kernel, K' = irfft(rfft(K) · 1[f ∈ band]),
   with the analysis's band edges (low < 0.1 ≤ mid < 0.25 ≤ high cycles/sample).
 
+Both run on every kernel layer at once (the model's used range) and, in a model with several
+kernel layers (a deep stack, or conv_s4d's three branches), on each layer alone with the others
+intact (that layer's used range). For a stack of causal filters the supports add up: a signal
+reaches the output through layers with ranges m_1 .. m_N over at most Σ m_i − (N − 1) lags, so
+the model's range is at most the sum of its layers' ranges, and the probes measure how much of
+that the model uses (docs/METHODS.md, "Depth").
+
 The D skip term (lag 0 identity path) is left alone in both. Interventions go through the one
 contract analysis has with a model: a module with ``kernel(L)``; during a probe that method is
 replaced on the instance and restored afterwards.
@@ -33,9 +40,12 @@ USED_RANGE_FRACTION = 0.9
 
 
 @contextmanager
-def intervene(model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
-    """Within the block every kernel module's ``kernel(L)`` returns ``transform(original kernel (H, L))``."""
-    modules = [m for _, m in kernel_modules(model)]
+def intervene(model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor], only: str | None = None) -> Iterator[None]:
+    """Within the block every kernel module's ``kernel(L)`` (or only the one named ``only``)
+    returns ``transform(original kernel (H, L))``."""
+    modules = [m for name, m in kernel_modules(model) if only is None or name == only]
+    if not modules:
+        raise ValueError(f"no kernel layer named {only!r}")
     originals = [m.kernel for m in modules]
     own = ["kernel" in m.__dict__ for m in modules]  # an instance-level kernel (e.g. another probe) to put back
     try:
@@ -100,25 +110,36 @@ def run_probes(
     score: Callable[[nn.Module], dict],
     length: int,
     band_edges: tuple[float, float] = DEFAULT_BAND_EDGES,
+    per_layer: bool = True,
 ) -> dict:
     """Score the model unmodified, truncated to each m of the grid, and band-limited.
 
     ``score(model)`` returns a metrics dict with at least "f1" (see train.metrics); ``length`` is
-    the largest sequence length the data reaches (the kernel length the model uses).
+    the largest sequence length the data reaches (the kernel length the model uses). The
+    interventions touch every kernel layer at once; with ``per_layer`` and more than one kernel
+    layer they are repeated for each layer alone, under "layers" = {name: the same keys}.
     """
     model.eval()
-    full = score(model)
+    full = _brief(score(model))
+    results = {"unmodified": full, **_probe_set(model, score, length, band_edges, full, only=None)}
+    names = [name for name, _ in kernel_modules(model)]
+    if per_layer and len(names) > 1:
+        results["layers"] = {name: _probe_set(model, score, length, band_edges, full, only=name) for name in names}
+    return results
+
+
+def _probe_set(model, score, length: int, band_edges: tuple[float, float], full: dict, only: str | None) -> dict:
+    """Truncations, used ranges and bands with the layer ``only`` (None: every layer) intervened on."""
     truncations = []
     for m in truncation_grid(length):
-        with intervene(model, truncate(m)):
+        with intervene(model, truncate(m), only):
             truncations.append({"taps": m, **_brief(score(model))})
     low, high = band_edges
     bands = {}
     for name, (a, b) in {"low": (0.0, low), "mid": (low, high), "high": (high, 0.5)}.items():
-        with intervene(model, band_pass(a, b)):
+        with intervene(model, band_pass(a, b), only):
             bands[name] = {"range_cycles_per_sample": [a, b], **_brief(score(model))}
     return {
-        "unmodified": _brief(full),
         "truncation": truncations,
         "used_range_tokens": used_range(truncations, full["f1"]),
         "used_range_auc_tokens": used_range_auc(truncations, full["roc_auc"]),
@@ -132,8 +153,10 @@ def _brief(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("f1", "f1_weighted", "roc_auc", "mcc", "accuracy")}
 
 
-def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, label_field: str | None = None, device: str = "auto") -> dict:
-    """Probe a trained run on a dataset, or without ``data_path`` on the run's own test split.
+def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, label_field: str | None = None, device: str = "auto",
+              per_layer: bool = True) -> dict:
+    """Probe a trained run on a dataset, or without ``data_path`` on the run's own test split
+    (every kernel layer at once and, with ``per_layer``, each layer alone; see ``run_probes``).
 
     Writes JSON (default RUN_DIR/probes/<data name>.json, or test-split.json) and a figure beside it.
     """
@@ -158,7 +181,7 @@ def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, 
     data_name = f"{config.data_path} (test split)" if data_path is None else str(data_path)
     results = {"run": str(run_dir), "data": data_name, "functions": len(records), "has_kernels": bool(kernel_modules(model))}
     if results["has_kernels"]:
-        results.update(run_probes(model, lambda m: binary_metrics(split.labels, predict(m, split, config.train.batch_size, dev)), int(split.lengths.max())))
+        results.update(run_probes(model, lambda m: binary_metrics(split.labels, predict(m, split, config.train.batch_size, dev)), int(split.lengths.max()), per_layer=per_layer))
     out = Path(out) if out else Path(run_dir) / "probes" / f"{dataset_stem(data_path) if data_path else 'test-split'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, results)

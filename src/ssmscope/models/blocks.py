@@ -1,4 +1,4 @@
-"""The feature blocks that sit between the embedding and the pooling.
+"""The feature blocks that sit between the embedding and the pooling, and the residual S4D block of deep models.
 
 All blocks map (B, C_in, L) to (B, C_out, L): convolutions are padded so that the output keeps
 the input's length. Padding uses zeros, which is also what a padded batch holds beyond a
@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .s4d import S4D
 
 
 class SamePadConv1d(nn.Conv1d):
@@ -66,3 +68,35 @@ class StateMemoryReplay(nn.Module):
         if self.fusion == "add":
             return u + c
         return c
+
+
+class ResidualS4DBlock(nn.Module):
+    """One block of a deep S4D stack, the layer of state-spaces' S4D example with the norm first:
+
+        x + Dropout(GLU(Conv1x1(Dropout(GELU(S4D(LayerNorm(x)))))))        x (B, H, L) → (B, H, L)
+
+    LayerNorm normalises each position over its H channels; the 1×1 convolution maps H → 2H and
+    GLU (a ⊙ σ(b)) halves it back, so the block keeps its width. Dropout drops whole channels of a
+    function (one mask (B, H) for all positions, ``nn.Dropout1d``), as the S4D example's does.
+    Pre-norm (docs/METHODS.md,
+    "Depth"): the residual path is the identity from the first S4D to the pooling, which trains
+    stably with Adam at a fixed learning rate and no warm-up. Every part except the S4D works
+    position by position and the S4D is causal, so no position sees a later (or padded) one.
+    """
+
+    def __init__(self, s4d: S4D, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(s4d.d_model)
+        self.s4d = s4d
+        self.dropout = nn.Dropout1d(dropout)  # (B, H, L): a channel is dropped at every position
+        self.output = nn.Conv1d(s4d.d_model, 2 * s4d.d_model, 1)
+
+    @property
+    def d_model(self) -> int:
+        return self.s4d.d_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, L) -> (B, H, L)
+        z = self.norm(x.transpose(1, 2)).transpose(1, 2)  # (B, H, L), each position over H
+        z = self.dropout(F.gelu(self.s4d(z)))  # (B, H, L)
+        z = F.glu(self.output(z), dim=1)  # (B, 2H, L) -> (B, H, L)
+        return x + self.dropout(z)

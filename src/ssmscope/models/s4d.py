@@ -75,27 +75,29 @@ class CausalFFTConv(torch.autograd.Function):
         ∂/∂u[s] = Σ_t g[t] K[t - s]   = irfft(G · conj(K̂))[s]        (a correlation)
         ∂/∂K[d] = Σ_b Σ_t g[t] u[t - d] = irfft(Σ_b G · conj(Û))[d]
 
-    with G = rfft(g, 2L); the zero padding again keeps the negative lags out. Four real FFTs of
-    (B, H, 2L) in all, and only the spectra Û (B, H, L+1) and K̂ (H, L+1) are kept for backward.
+    with G = rfft(g, 2L); the zero padding again keeps the negative lags out. Five real FFTs of
+    (B, H, 2L) in all. For backward it keeps the real input u (B, H, L), which the layer's D ⊙ u
+    term keeps anyway, and K̂ (H, L+1), and computes Û again: keeping Û (B, H, L+1) complex instead
+    would hold twice u's bytes per layer for one FFT less (docs/PERFORMANCE.md, "Memory").
     """
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         L = u.shape[-1]
-        u_f = torch.fft.rfft(u, n=2 * L)  # (B, H, L+1)
         K_f = torch.fft.rfft(K, n=2 * L)  # (H, L+1)
-        ctx.save_for_backward(u_f, K_f)
-        return torch.fft.irfft(u_f * K_f, n=2 * L)[..., :L]  # (B, H, L)
+        ctx.save_for_backward(u, K_f)
+        return torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * K_f, n=2 * L)[..., :L]  # (B, H, L)
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        u_f, K_f = ctx.saved_tensors
+        u, K_f = ctx.saved_tensors
         L = grad_y.shape[-1]
         grad_f = torch.fft.rfft(grad_y, n=2 * L)  # (B, H, L+1)
         grad_u = grad_K = None
         if ctx.needs_input_grad[0]:
             grad_u = torch.fft.irfft(grad_f * K_f.conj(), n=2 * L)[..., :L]  # (B, H, L)
         if ctx.needs_input_grad[1]:
+            u_f = torch.fft.rfft(u, n=2 * L)  # (B, H, L+1), the forward's spectrum again (same bits)
             grad_K = torch.fft.irfft((grad_f * u_f.conj()).sum(0), n=2 * L)[..., :L]  # (H, L)
         return grad_u, grad_K
 

@@ -117,21 +117,29 @@ def plot_training_spectra(epochs: list[dict], out_dir: Path) -> list[Path]:
 
 
 def plot_probes(results: dict, path_stem: Path) -> list[Path]:
-    """F1 against the number of kept kernel taps (log axis) with the used range, and F1 per band."""
+    """F1 against the number of kept kernel taps (log axis) with the used range, and F1 per band:
+    every layer at once (solid) and, when probed, each layer alone (thin)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
-    rows = results["truncation"]
-    taps = [max(r["taps"], 0.5) for r in rows]  # 0 taps drawn at 0.5 on the log axis
-    left.plot(taps, [r["f1"] for r in rows], marker="o")
+    sets = {"all layers": results, **results.get("layers", {})}
+    for label, probe in sets.items():
+        rows = probe["truncation"]
+        taps = [max(r["taps"], 0.5) for r in rows]  # 0 taps drawn at 0.5 on the log axis
+        alone = probe is not results
+        left.plot(taps, [r["f1"] for r in rows], marker="." if alone else "o", lw=0.8 if alone else 1.8,
+                  label=f"{label}: used range {probe['used_range_tokens']}")
     left.axhline(results["unmodified"]["f1"], color="gray", ls="--", lw=1, label="unmodified")
     if results["used_range_tokens"] is not None:
-        left.axvline(max(results["used_range_tokens"], 0.5), color="red", lw=1, label=f"used range {results['used_range_tokens']} taps")
+        left.axvline(max(results["used_range_tokens"], 0.5), color="red", lw=1)
     left.set_xscale("log", base=2)
     left.set_xlabel("kernel taps kept (0 shown at 0.5)")
     left.set_ylabel("F1 (vulnerable)")
-    left.legend(fontsize=8)
-    names = list(results["bands"])
-    right.bar(names, [results["bands"][n]["f1"] for n in names])
+    left.legend(fontsize=7)
+    bands = list(results["bands"])
+    width = 0.8 / len(sets)
+    for i, (label, probe) in enumerate(sets.items()):
+        right.bar([b + (i - (len(sets) - 1) / 2) * width for b in range(len(bands))], [probe["bands"][n]["f1"] for n in bands], width, label=label)
+    right.set_xticks(range(len(bands)), bands)
     right.axhline(results["unmodified"]["f1"], color="gray", ls="--", lw=1)
     right.set_ylabel("F1 with only this band")
-    fig.suptitle("kernel probes")
+    fig.suptitle("kernel probes (truncating or band-limiting all layers at once, and each alone)" if len(sets) > 1 else "kernel probes")
     return _save(fig, Path(path_stem))

@@ -29,9 +29,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..analysis.null import layer_readings  # noqa: E402
+from ..config import RunConfig  # noqa: E402
 from ..errors import SsmscopeError  # noqa: E402
 from ..stats import RESAMPLED_METRICS, bootstrap_mean_interval  # noqa: E402
 from ..compare import RunPredictions, compare_groups, compare_runs, format_p, load_run_predictions, shared_test_set  # noqa: E402
+from ..models import model_name  # noqa: E402
 from ..train.loop import PREDICTIONS_FILE  # noqa: E402
 from .plots import slug  # noqa: E402
 
@@ -62,22 +65,32 @@ def load_run_record(run_dir: str | Path) -> RunRecord:
     for name in ("config.json", "metrics.json"):
         if not (run_dir / name).is_file():
             raise SsmscopeError(f"{run_dir}: no {name}; pass run directories of finished runs (ssmscope train ... --out DIR)")
-    config = json.loads((run_dir / "config.json").read_text())
+    config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     summary_path = run_dir / "analysis" / "summary.json"
     analysis = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    figures = sorted((run_dir / "analysis").glob("*.png"), key=_figure_order) if analysis else []
+    layer_order = {slug(layer["name"]): i for i, layer in enumerate(analysis["layers"])} if analysis else {}
+    figures = sorted((run_dir / "analysis").glob("*.png"), key=lambda path: _figure_order(path, layer_order)) if analysis else []
     probe_files = sorted((run_dir / "probes").glob("*.json"))
     probes = [json.loads(p.read_text()) for p in probe_files]
     figures += [p.with_suffix(".png") for p, r in zip(probe_files, probes) if r.get("has_kernels") and p.with_suffix(".png").is_file()]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = load_run_predictions(run_dir) if (run_dir / PREDICTIONS_FILE).is_file() else None
-    return RunRecord(run_dir, config["arch"], config["train"]["seed"], metrics, analysis, figures, probes, test)
+    return RunRecord(run_dir, _display_name(config), config.train.seed, metrics, analysis, figures, probes, test)
 
 
-def _figure_order(path: Path) -> tuple:
-    """Layer by layer, each in the order time, spectrum, heat map, histograms; training curves last."""
+def _display_name(config: RunConfig) -> str:
+    """models.model_name (the arch with its depth); an arch this version does not know is shown as written."""
+    try:
+        return model_name(config.arch, config.model)
+    except SsmscopeError:
+        return config.arch
+
+
+def _figure_order(path: Path, layer_order: dict[str, int]) -> tuple:
+    """Layer by layer in the model's order (a branch's first S4D, then its blocks by depth), each in
+    the order time, spectrum, heat map, histograms; other figures (training spectra) last."""
     layer, _, kind = path.stem.rpartition("_")
-    return (not layer, layer, FIGURE_KINDS.index(kind) if kind in FIGURE_KINDS else len(FIGURE_KINDS))
+    return (layer not in layer_order, layer_order.get(layer, 0), layer, FIGURE_KINDS.index(kind) if kind in FIGURE_KINDS else len(FIGURE_KINDS))
 
 
 def _mean_std(values: list[float | None], digits: int) -> str:
@@ -186,6 +199,13 @@ KERNEL_NOTE = (
     "layer's readings with their percentile among the untrained ones. Probed range: the fewest kernel taps that keep 90% of the model's F1; (AUC): the fewest "
     "that recover 90% of the ROC-AUC the kernel adds over none (ssmscope probe, first probe dataset of each run)."
 )
+LAYER_NOTE = (
+    "Layer by layer, in depth order (depth 0: a branch's first S4D; k: the S4D of residual block k), then all "
+    "layers pooled. Each reading is the channel median (band-pass share: of channels), with pNN its percentile among "
+    f"freshly initialised models of the same configuration and {INSIDE_NULL} where it lies inside their central 95%. "
+    "Probed range: the fewest taps of this layer alone (the others intact) that keep 90% of the model's F1; for the "
+    "pooled row, of every layer at once (the model's range)."
+)
 PAIRWISE_NOTE = (
     "Paired differences A − B on the same test functions (ssmscope compare): the difference, its 95% interval "
     "and p-value. One run each: paired bootstrap over test functions (ROC-AUC: DeLong's test); several seeds: "
@@ -234,24 +254,37 @@ def pairwise_rows(records: list[RunRecord]) -> list[dict]:
     return rows
 
 
-NULL_READINGS = {"dominant_frequency": ("dominant frequency", 4), "spectral_entropy_bits": ("spectral entropy", 3),
-                 "energy_length_90": ("energy length", 1), "dependency_range_tokens": ("dependency range", 1), "band_pass_share": ("band-pass share", 2)}
-NULL_COLUMNS = ("layer", *(label for label, _ in NULL_READINGS.values()))
+LAYER_READINGS = {"dominant_frequency": ("dominant frequency", 4), "spectral_entropy_bits": ("spectral entropy", 3),
+                  "energy_length_90": ("energy length", 1), "dependency_range_tokens": ("dependency range", 1), "band_pass_share": ("band-pass share", 2)}
+LAYER_COLUMNS = ("layer", "depth", *(label for label, _ in LAYER_READINGS.values()), "probed range", "probed range (AUC)")
+ALL_LAYERS = "model (all layers)"
 
 
-def null_rows(record: RunRecord) -> list[dict]:
-    """One row per kernel layer (and the pooled model) of an analysed run: each reading as
-    "value (percentile among the untrained)", with INSIDE_NULL where it lies inside the central 95%."""
-    if not record.analysis or not record.analysis.get("null"):
+def layer_rows(record: RunRecord) -> list[dict]:
+    """One row per kernel layer of an analysed run, in the model's order (each branch from its first
+    S4D, depth 0, down its residual blocks), then the pooled model: each reading as "value
+    (percentile among the untrained)" with INSIDE_NULL where it lies inside the central 95% (the
+    value alone without a null), and the range the first probe found with that layer alone
+    truncated (the model row: every layer at once)."""
+    if not record.analysis or not record.analysis.get("layers"):
         return []
-    layers = [(l["name"], l["null"]) for l in record.analysis["layers"] if "null" in l]
-    layers.append(("model (all layers)", record.analysis["model"]["null"]))
+    probe = next((p for p in record.probes if p.get("has_kernels")), None)
+    alone = (probe or {}).get("layers", {})
+    model = record.analysis["model"]
+    entries = [(l["name"], str(l.get("depth", "")), l["summary"], l.get("null"), alone.get(l["name"])) for l in record.analysis["layers"]]
+    entries.append((ALL_LAYERS, "", model["summary"], model.get("null"), probe))
     rows = []
-    for name, placed in layers:
-        row = {"layer": name}
-        for reading, (label, digits) in NULL_READINGS.items():
-            p = placed[reading]
-            row[label] = f"{p['value']:.{digits}f} (p{p['percentile']:.0f})" + ("" if p["outside"] else f" {INSIDE_NULL}")
+    for name, depth, summary, placed, probed in entries:
+        row = {"layer": name, "depth": depth}
+        values = layer_readings(summary)
+        for reading, (label, digits) in LAYER_READINGS.items():
+            if placed:
+                p = placed[reading]
+                row[label] = f"{p['value']:.{digits}f} (p{p['percentile']:.0f})" + ("" if p["outside"] else f" {INSIDE_NULL}")
+            else:
+                row[label] = f"{values[reading]:.{digits}f}"
+        row["probed range"] = "–" if probed is None or probed["used_range_tokens"] is None else str(probed["used_range_tokens"])
+        row["probed range (AUC)"] = "–" if probed is None or probed.get("used_range_auc_tokens") is None else str(probed["used_range_auc_tokens"])
         rows.append(row)
     return rows
 
@@ -297,7 +330,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
             shutil.copyfile(fig, target)
             copied.append(target)
         note = r.analysis.get("note") if r.analysis else "not analysed (run ssmscope analyze --run DIR)"
-        sections.append((f"{r.arch} (seed {r.seed})", str(r.path), copied, note, null_rows(r)))
+        sections.append((f"{r.arch} (seed {r.seed})", str(r.path), copied, note, layer_rows(r)))
 
     md = [f"# {title}", "", "## Detection", "", DETECTION_NOTE, "", _markdown_table(rows, DETECTION_COLUMNS), ""]
     md += ["## Kernels", "", KERNEL_NOTE, "", _markdown_table(rows, kernel_columns(rows)), ""]
@@ -305,12 +338,12 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
         md += ["## Pairwise comparisons", "", PAIRWISE_NOTE, "", _markdown_table(pairs, PAIRWISE_COLUMNS), ""]
     if overlay:
         md += ["## Spectra of all models", "", f"![spectra](figures/{overlay.name})", ""]
-    for heading, path, figs, note, nulls in sections:
+    for heading, path, figs, note, layers in sections:
         md += [f"## {heading}", "", f"Run: `{path}`", ""]
         if note:
             md += [note, ""]
-        if nulls:
-            md += ["Readings against the untrained null (pNN: percentile among freshly initialised models):", "", _markdown_table(nulls, NULL_COLUMNS), ""]
+        if layers:
+            md += [LAYER_NOTE, "", _markdown_table(layers, LAYER_COLUMNS), ""]
         md += [f"![{f.stem}](figures/{f.name})" for f in figs] + [""]
     (out_dir / "report.md").write_text("\n".join(md))
 
@@ -358,12 +391,12 @@ def _html(title: str, rows: list[dict], pairs: list[dict], overlay: Path | None,
         parts += ["<h2>Pairwise comparisons</h2>", f"<p>{e(PAIRWISE_NOTE)}</p>", _html_table(pairs, PAIRWISE_COLUMNS)]
     if overlay:
         parts += ["<h2>Spectra of all models</h2>", _img(overlay)]
-    for heading, path, figs, note, nulls in sections:
+    for heading, path, figs, note, layers in sections:
         parts += [f"<h2>{e(heading)}</h2>", f"<p>Run: <code>{e(path)}</code></p>"]
         if note:
             parts.append(f"<p>{e(note)}</p>")
-        if nulls:
-            parts += ["<p>Readings against the untrained null (pNN: percentile among freshly initialised models):</p>", _html_table(nulls, NULL_COLUMNS)]
+        if layers:
+            parts += [f"<p>{e(LAYER_NOTE)}</p>", _html_table(layers, LAYER_COLUMNS)]
         parts += [_img(f) for f in figs]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
-from ..config import RunConfig
+from ..config import RECOMPUTE_MODES, RunConfig
 from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
 from ..errors import SsmscopeError
 from ..models import build_model, resolve_arch
@@ -77,6 +77,7 @@ def validate(config: RunConfig) -> None:
         (t.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {t.checkpoint_every}"),
         (t.threads is None or t.threads >= 1, f"--threads must be at least 1, got {t.threads}"),
         (t.select_by in SELECTION_METRICS, f"--select-by: unknown metric {t.select_by!r}; choose one of {', '.join(SELECTION_METRICS)}"),
+        (t.recompute_branches in RECOMPUTE_MODES, f"--recompute-branches: unknown mode {t.recompute_branches!r}; choose one of {', '.join(RECOMPUTE_MODES)}"),
         (d.max_len >= max(m.kernel_sizes + (m.smr_kernel_size,)), f"--max-len {d.max_len} is shorter than the largest convolution ({max(m.kernel_sizes + (m.smr_kernel_size,))})"),
         (d.limit is None or d.limit >= 10, f"--limit must be at least 10, got {d.limit}"),
         (bool(d.split_by) == bool(d.test_groups), "--split-by FIELD and --test-group VALUE go together: name the field and the test group(s)"),
@@ -154,6 +155,13 @@ def predict_shared(model: nn.Module, split: EncodedSplit, batch_size: int, devic
     for their_rows, their_probabilities in ranks.gather((rows, predict(model, split, batch_size, device, rows))):
         probabilities[their_rows] = their_probabilities
     return probabilities
+
+
+def recompute_branches(mode: str, model: nn.Module) -> bool:
+    """Whether training recomputes each branch in backward (DetectorModel.features): "on", "off", or
+    "auto" = when more than one branch holds an S4D, the models whose activation memory is a sum
+    over branches (conv_s4d and depthwise_s4d at any depth; docs/PERFORMANCE.md, "Memory")."""
+    return mode == "on" or (mode == "auto" and len(model.s4d_branches()) > 1)
 
 
 def train_epoch(
@@ -315,6 +323,7 @@ def _train(
            if c.get("given_split") else "")
     )
     model = build_model(config.arch, len(data.vocab), config.model).to(device)  # the same on every rank: one seed
+    model.recompute_branches = recompute_branches(config.train.recompute_branches, model)
     ddp_model = model if ranks.world_size == 1 else DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)  # one process: the model
     if ranks.world_size > 1:
         torch.manual_seed(ranks.dropout_seed(config.train.seed))
