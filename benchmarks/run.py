@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssmscope.allocator import keep_freed_memory
+from ssmscope.allocator import keep_freed_memory, loaded_allocator, use_preferred_allocator
 from ssmscope.analysis.metrics import analyze_bank
 from ssmscope.config import RunConfig, TrainConfig
 from ssmscope.data import load_dataset, tokenize
@@ -278,17 +278,20 @@ def bench_streaming(tokens: int = 4096, window: int = 512) -> dict:
 
 
 def bench_train_runs() -> dict | None:
-    """One ReVeal epoch per architecture (and at 2 layers) in a fresh process; s4d once more with glibc's default allocator."""
+    """One ReVeal epoch per architecture (and at 2 layers) in a fresh process under mimalloc (as the
+    ssmscope command runs); some once more under glibc, keeping freed memory and by default."""
     if not REVEAL.is_file():
         return None
     out = {}
-    runs = [(arch, arch, "1") for arch in ARCHITECTURES] + [(f"{arch}-2layers",) * 2 + ("1",) for arch in DEEP_ARCHS]
-    runs += [("s4d, glibc default allocator", "s4d", "0")]
+    mimalloc, glibc_kept, glibc = {}, {"SSMSCOPE_ALLOCATOR": "glibc"}, {"SSMSCOPE_ALLOCATOR": "glibc", "SSMSCOPE_KEEP_FREED_MEMORY": "0"}
+    runs = [(arch, arch, mimalloc) for arch in ARCHITECTURES] + [(f"{arch}-2layers", f"{arch}-2layers", mimalloc) for arch in DEEP_ARCHS]
+    runs += [(f"{arch}, glibc keeping freed memory", arch, glibc_kept) for arch in ("s4d", "s4d-2layers", "conv_s4d")]
+    runs += [("s4d, glibc default", "s4d", glibc)]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, arch, keep in runs:
+        for name, arch, env in runs:
             result = subprocess.run(
                 [sys.executable, str(HERE / "train_epoch.py"), "--arch", arch, "--data", str(REVEAL), "--out", f"{tmp}/{arch}"],
-                capture_output=True, text=True, check=True, env={**os.environ, "SSMSCOPE_KEEP_FREED_MEMORY": keep},
+                capture_output=True, text=True, check=True, env={**os.environ, **env},
             )
             out[name] = json.loads(result.stdout.strip().splitlines()[-1])
     return out
@@ -331,6 +334,7 @@ def print_table(r: dict) -> None:
 
 
 def main() -> None:
+    use_preferred_allocator()  # as the ssmscope command runs: mimalloc unless SSMSCOPE_ALLOCATOR=glibc
     parser = argparse.ArgumentParser(description="ssmscope benchmarks")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--skip", nargs="+", choices=SECTIONS, default=[])
@@ -339,7 +343,7 @@ def main() -> None:
 
     results = {"machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                            "threads": torch.get_num_threads(), "cpus": len(os.sched_getaffinity(0)),
-                           "keep_freed_memory": keep_freed_memory()}}
+                           "allocator": loaded_allocator(), "keep_freed_memory": keep_freed_memory()}}
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
                "train_tokens": bench_train_tokens, "depth": bench_depth, "analysis": bench_analysis,
                "streaming": bench_streaming, "train_runs": bench_train_runs}

@@ -13,7 +13,7 @@ import json
 import resource
 import time
 
-from ssmscope.allocator import keep_freed_memory
+from ssmscope.allocator import keep_freed_memory, loaded_allocator, use_preferred_allocator
 from ssmscope.config import RunConfig, TrainConfig
 from ssmscope.train.loop import train_run
 
@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
 
-    allocator = keep_freed_memory()  # as the ssmscope command does (off with SSMSCOPE_KEEP_FREED_MEMORY=0)
+    use_preferred_allocator()  # as the ssmscope command does: mimalloc unless SSMSCOPE_ALLOCATOR=glibc
+    keep = keep_freed_memory()  # under glibc: off with SSMSCOPE_KEEP_FREED_MEMORY=0
     lines = []
     start = time.perf_counter()
     train_run(RunConfig(args.arch, args.data, train=TrainConfig(epochs=args.epochs)), args.out, overwrite=True, log=lines.append)
@@ -34,7 +35,8 @@ def main() -> None:
     epochs = [json.loads(line) for line in open(f"{args.out}/metrics.jsonl")]
     print(json.dumps({
         "arch": args.arch,
-        "keep_freed_memory": allocator,
+        "allocator": loaded_allocator(),
+        "keep_freed_memory": keep,
         "epochs": args.epochs,
         "epoch_seconds": [e["seconds"] for e in epochs],  # train pass + validation, as logged
         "total_seconds": total,  # data preparation, all epochs, test evaluation, writing

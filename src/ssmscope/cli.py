@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE_MODES, RECOMPUTE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
-from .allocator import keep_freed_memory
+from .allocator import keep_freed_memory, use_preferred_allocator
 from .analysis.null import DEFAULT_NULL_DRAWS
 from .errors import SsmscopeError
 from .host import threads_set_to
@@ -292,8 +292,14 @@ COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        if argv is None:  # the `ssmscope` command itself (not a call from Python): run under mimalloc (allocator.py)
+            use_preferred_allocator()
+    except SsmscopeError as e:
+        sys.stderr.write(f"ssmscope: error: {e}\n")
+        return 2
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # large CPU tensors reused instead of faulted in anew (allocator.py)
+    keep_freed_memory()  # under glibc: large CPU tensors reused instead of faulted in anew (allocator.py)
     try:
         if args.command != "train" and launched_ranks() > 1:
             raise SsmscopeError(f"ssmscope {args.command} runs as one process; under torchrun only `ssmscope train` (DDP) runs")

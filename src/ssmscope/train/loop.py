@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
+from ..allocator import loaded_allocator
 from ..config import RECOMPUTE_MODES, RunConfig
 from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
 from ..errors import SsmscopeError
@@ -102,6 +103,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "platform": platform.platform(),
+        "allocator": loaded_allocator(),  # memory only, never the numbers (allocator.py)
     }
 
 
