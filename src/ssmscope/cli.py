@@ -194,7 +194,7 @@ def _analyze(args) -> None:
     for layer in summary["layers"]:
         median = {k: v["median"] for k, v in layer["summary"]["channels"].items()}
         print(
-            f"{layer['name']}: channel medians: dominant frequency {median['dominant_frequency']:.4f} cycles/sample "
+            f"{layer['name']} (depth {layer['depth']}): channel medians: dominant frequency {median['dominant_frequency']:.4f} cycles/sample "
             f"(~{median['dependency_range_tokens']:.0f} tokens), entropy {median['spectral_entropy_bits']:.3f} bits, "
             f"energy length {median['energy_length_90']:.0f} taps; averaged spectrum {layer['summary']['mean_spectrum']['filter_type']}"
         )
