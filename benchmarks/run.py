@@ -12,6 +12,8 @@ process; compare ratios within a run, not absolute numbers across machines (docs
                   bucketing (real, unpadded tokens per second)
     depth         training steps of s4d and smr_s4d at 1 and 2 layers on the same bucketed ReVeal
                   batches, interleaved in one process: the 2-layer / 1-layer time ratio
+    block_parts   forward+backward of each part of a residual S4D block (B=64, H=128, L=256, one
+                  thread): where a 2-layer model's extra time goes
     streaming     S4D.step, one token at a time: tokens/s and cost early vs late in the stream
     train_runs    one ReVeal epoch per architecture at defaults and at 2 layers, each in a fresh
                   process: epoch seconds and peak RSS (needs ../shared/data/reveal; the slowest part)
@@ -45,7 +47,7 @@ from ssmscope.models import ARCHITECTURES, S4D, build_model
 
 HERE = Path(__file__).resolve().parent
 REVEAL = HERE.parents[1] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
-SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "analysis", "streaming", "train_runs")
+SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "block_parts", "analysis", "streaming", "train_runs")
 DEEP_ARCHS = ("s4d", "conv_s4d", "depthwise_s4d", "smr_s4d")  # the architectures --layers applies to
 
 
@@ -249,6 +251,36 @@ def bench_depth(n_batches: int = 24, rounds: int = 5) -> dict:
     return out
 
 
+def bench_block_parts(B: int = 64, H: int = 128, L: int = 256) -> dict:
+    """Milliseconds of forward+backward (median of 7) for each part of ResidualS4DBlock, alternatives
+    beside them (element-wise dropout, a plain H→H projection), and the first layer's ReLU + max-pool."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    x = torch.randn(B, H, L, requires_grad=True)
+    s4d, norm = S4D(H), nn.LayerNorm(H)
+    glu_projection, plain_projection = nn.Conv1d(H, 2 * H, 1), nn.Conv1d(H, H, 1)
+    parts = {
+        "S4D": lambda: s4d(x),
+        "LayerNorm over channels (with its transposes)": lambda: norm(x.transpose(1, 2)).transpose(1, 2),
+        "GELU": lambda: F.gelu(x),
+        "channel dropout (Dropout1d, as used)": lambda: F.dropout1d(x, 0.1),
+        "element-wise dropout (not used)": lambda: F.dropout(x, 0.1),
+        "1x1 conv H->2H + GLU (as used)": lambda: F.glu(glu_projection(x), dim=1),
+        "1x1 conv H->H (not used)": lambda: plain_projection(x),
+        "residual add": lambda: x + x,
+        "ReLU + max over positions (the head's)": lambda: torch.relu(x).amax(-1),
+    }
+
+    def fwd_bwd(part):
+        y = part()
+        y.backward(torch.ones_like(y))
+
+    with one_thread():
+        return {"shape": [B, H, L], **{name: 1e3 * median_seconds(lambda p=part: fwd_bwd(p), repeats=7) for name, part in parts.items()}}
+
+
 def bench_analysis() -> dict:
     rng = np.random.default_rng(0)
     lags = np.arange(1024)
@@ -320,6 +352,9 @@ def print_table(r: dict) -> None:
     for arch in ("s4d", "smr_s4d") if "depth" in r else ():
         row = r["depth"][arch]
         rows.append((f"{arch} step time, 2 layers / 1", f"{row['ratio']:.2f}x ({row['two_layers_s']:.2f} / {row['one_layer_s']:.2f} s per {r['depth']['batches']} batches)"))
+    for name, ms in (r.get("block_parts") or {}).items():
+        if name != "shape":
+            rows.append((f"block part: {name}", f"{ms:.1f} ms"))
     if "analysis" in r:
         rows.append(("analysis of a (128, 1024) bank", f"{r['analysis']['ms']:.1f} ms"))
     if "streaming" in r:
@@ -345,7 +380,7 @@ def main() -> None:
                            "threads": torch.get_num_threads(), "cpus": len(os.sched_getaffinity(0)),
                            "allocator": loaded_allocator(), "keep_freed_memory": keep_freed_memory()}}
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
-               "train_tokens": bench_train_tokens, "depth": bench_depth, "analysis": bench_analysis,
+               "train_tokens": bench_train_tokens, "depth": bench_depth, "block_parts": bench_block_parts, "analysis": bench_analysis,
                "streaming": bench_streaming, "train_runs": bench_train_runs}
     for section in chosen:
         start = time.perf_counter()

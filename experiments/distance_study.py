@@ -5,11 +5,15 @@ study (train → analyze → probe) for the chosen architectures, and tabulate p
 distance: test F1 and MCC, the channel-median dependency_range_tokens and energy_length_90 (at the
 run's max_len and at one common length, 2048), and the
 probe's used ranges (F1 and ROC-AUC readings); then Spearman rank correlations of each reading
-with the true distance. The model is the embedded study's 64-wide one (EMBEDDED_MODEL): the
-corpus has a vocabulary of ~200 tokens.
+with the true distance. For models with several kernel layers (deep stacks, ``s4d-2layers``) a
+second table reads every layer alone: its readings at the common length and the range the probe
+found truncating that layer only. The model is the embedded study's 64-wide one (EMBEDDED_MODEL):
+the corpus has a vocabulary of ~200 tokens.
 
     .venv/bin/python experiments/distance_study.py --out runs/distance [--distances 8 32 128 512]
         [--archs cnn s4d conv_s4d depthwise_s4d smr_s4d] [--n 2000] [--epochs 10] [--seeds 0]
+    .venv/bin/python experiments/distance_study.py --out runs/depth-distance \
+        --archs s4d s4d-2layers s4d-4layers smr_s4d smr_s4d-2layers smr_s4d-4layers
 
 Writes OUT/distance_table.md and OUT/distance_results.json; re-running skips finished runs.
 """
@@ -23,16 +27,17 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from ssmscope.allocator import keep_freed_memory
+from ssmscope.allocator import keep_freed_memory, use_preferred_allocator
 from ssmscope.analysis.kernels import analyze_run
 from ssmscope.config import EMBEDDED_MODEL, DataConfig, RunConfig, TrainConfig
 from ssmscope.data.synthetic import generate
 from ssmscope.files import write_json, write_jsonl
 from ssmscope.pipeline import reproduce, run_dir_for
 
-READINGS = ("f1", "mcc", "dependency_range_tokens", "energy_length_90", "dependency_range_common", "energy_length_common",
+READINGS = ("f1", "mcc", "roc_auc", "dependency_range_tokens", "energy_length_90", "dependency_range_common", "energy_length_common",
             "used_range_tokens", "used_range_auc_tokens")
-DISTANCE_READINGS = READINGS[2:]  # the ones to rank-correlate with the true distance
+DISTANCE_READINGS = READINGS[3:]  # the ones to rank-correlate with the true distance
+LAYER_READINGS = ("dependency_range_common", "energy_length_common", "used_range_tokens", "used_range_auc_tokens")
 COMMON_LENGTH = 2048  # kernels also measured at one length for all distances: max_len grows with d, and
                       # entropy, energy length and the frequency grid all depend on the analysis length
 
@@ -46,7 +51,7 @@ def reading(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     summary = json.loads((run_dir / "analysis" / "summary.json").read_text())
     probes = json.loads((run_dir / "probes" / "test-split.json").read_text())
-    row = dict.fromkeys(READINGS) | {"f1": metrics["f1"], "mcc": metrics["mcc"]}
+    row = dict.fromkeys(READINGS) | {"f1": metrics["f1"], "mcc": metrics["mcc"], "roc_auc": metrics["roc_auc"]}
     if summary.get("model"):
         row["dependency_range_tokens"], row["energy_length_90"] = kernel_readings(summary)
         common = run_dir / f"analysis-L{COMMON_LENGTH}" / "summary.json"
@@ -58,6 +63,28 @@ def reading(run_dir: Path) -> dict:
     return row
 
 
+def layer_rows(run_dir: Path) -> list[dict]:
+    """Every kernel layer of a model with more than one: its channel medians at the common length
+    and the probed range with that layer alone truncated ([] for a model with one kernel layer)."""
+    common = run_dir / f"analysis-L{COMMON_LENGTH}" / "summary.json"
+    if not common.is_file():
+        return []
+    layers = json.loads(common.read_text())["layers"]
+    alone = json.loads((run_dir / "probes" / "test-split.json").read_text()).get("layers", {})
+    if len(layers) < 2:
+        return []
+    rows = []
+    for layer in layers:
+        probed = alone.get(layer["name"], {})
+        rows.append({
+            "layer": layer["name"], "depth": layer["depth"],
+            "dependency_range_common": layer["summary"]["channels"]["dependency_range_tokens"]["median"],
+            "energy_length_common": layer["summary"]["channels"]["energy_length_90"]["median"],
+            "used_range_tokens": probed.get("used_range_tokens"), "used_range_auc_tokens": probed.get("used_range_auc_tokens"),
+        })
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -67,10 +94,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     args = parser.parse_args()
+    use_preferred_allocator()  # as the ssmscope command runs (allocator.py)
     keep_freed_memory()
 
     out = Path(args.out)
-    rows = []
+    rows, per_layer = [], []
     for d in args.distances:
         study = out / f"d{d}"
         data = study / "data" / "synthetic.jsonl.gz"
@@ -83,26 +111,47 @@ def main() -> None:
         for arch in args.archs:
             for seed in args.seeds:
                 rows.append({"distance": d, "arch": arch, "seed": seed, "max_len": max_len, **reading(run_dir_for(study, arch, seed))})
+                per_layer += [{"distance": d, "arch": arch, "seed": seed, **r} for r in layer_rows(run_dir_for(study, arch, seed))]
 
     correlations = {}
+
+    def correlate(name: str, pairs: list[tuple]) -> None:
+        """Spearman's ρ of a reading with the distance; a reading constant over the distances has none."""
+        if len(pairs) < 3:
+            return
+        distances, values = zip(*pairs)
+        if len(set(values)) == 1:
+            correlations[name] = {"spearman_rho": None, "p_value": None, "n": len(pairs), "note": "constant reading"}
+            return
+        rho, p = spearmanr(distances, values)
+        correlations[name] = {"spearman_rho": float(rho), "p_value": float(p), "n": len(pairs)}
+
     for arch in args.archs:
         mine = [r for r in rows if r["arch"] == arch]
         for key in DISTANCE_READINGS:
-            pairs = [(r["distance"], r[key]) for r in mine if r[key] is not None]
-            if len(pairs) >= 3:
-                rho, p = spearmanr(*zip(*pairs))
-                correlations[f"{arch}:{key}"] = {"spearman_rho": float(rho), "p_value": float(p), "n": len(pairs)}
-    write_json(out / "distance_results.json", {"rows": rows, "spearman": correlations})
+            correlate(f"{arch}:{key}", [(r["distance"], r[key]) for r in mine if r[key] is not None])
+        for depth in sorted({r["depth"] for r in per_layer if r["arch"] == arch}):
+            layer = [r for r in per_layer if r["arch"] == arch and r["depth"] == depth]
+            for key in LAYER_READINGS:
+                correlate(f"{arch}:depth {depth}:{key}", [(r["distance"], r[key]) for r in layer if r[key] is not None])
+    write_json(out / "distance_results.json", {"rows": rows, "layers": per_layer, "spearman": correlations})
 
-    lines = [f"| arch | distance | max_len | F1 | MCC | dependency range | energy length 90 | dependency range @{COMMON_LENGTH} | energy length 90 @{COMMON_LENGTH} | probed range (F1) | probed range (AUC) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| arch | distance | max_len | F1 | MCC | ROC-AUC | dependency range | energy length 90 | dependency range @{COMMON_LENGTH} | energy length 90 @{COMMON_LENGTH} | probed range (F1) | probed range (AUC) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda x, f: "–" if x is None else f.format(x)  # noqa: E731
     for r in sorted(rows, key=lambda r: (r["arch"], r["distance"], r["seed"])):
-        lines.append(f"| {r['arch']} | {r['distance']} | {r['max_len']} | {100 * r['f1']:.1f} | {r['mcc']:.3f} | {fmt(r['dependency_range_tokens'], '{:.1f}')} | "
+        lines.append(f"| {r['arch']} | {r['distance']} | {r['max_len']} | {100 * r['f1']:.1f} | {r['mcc']:.3f} | {fmt(r['roc_auc'], '{:.3f}')} | {fmt(r['dependency_range_tokens'], '{:.1f}')} | "
                      f"{fmt(r['energy_length_90'], '{:.0f}')} | {fmt(r['dependency_range_common'], '{:.1f}')} | {fmt(r['energy_length_common'], '{:.0f}')} | "
                      f"{fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} |")
+    if per_layer:
+        lines += ["", f"| arch | distance | layer | depth | dependency range @{COMMON_LENGTH} | energy length 90 @{COMMON_LENGTH} | probed range, this layer alone (F1) | (AUC) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(per_layer, key=lambda r: (r["arch"], r["distance"], r["seed"], r["depth"])):
+            lines.append(f"| {r['arch']} | {r['distance']} | {r['layer']} | {r['depth']} | {r['dependency_range_common']:.1f} | {r['energy_length_common']:.0f} | "
+                         f"{fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} |")
     lines += ["", "| arch:reading | Spearman ρ with the true distance | p | n |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['spearman_rho']:.2f} | {v['p_value']:.3f} | {v['n']} |" for k, v in correlations.items()]
+    lines += [f"| {k} | {fmt(v['spearman_rho'], '{:.2f}') if v['spearman_rho'] is not None else '– (constant reading)'} | {fmt(v['p_value'], '{:.3f}')} | {v['n']} |"
+              for k, v in correlations.items()]
     (out / "distance_table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
