@@ -1,7 +1,9 @@
 """One ReVeal training run at defaults in this process; prints its timings and peak memory as JSON.
 
-benchmarks/run.py starts this in a fresh process per architecture, so each peak resident set size
-belongs to one run alone (ru_maxrss of the process itself, after the run).
+benchmarks/run.py starts this in a fresh process per architecture. The peak resident set size is
+VmHWM of /proc/self/status: the high-water mark of this program's own memory. (ru_maxrss would not
+do: Linux carries it over from the parent at fork and across exec, so a child of a large process,
+or of the re-run under mimalloc, reports the parent's size when its own is smaller.)
 
     .venv/bin/python benchmarks/train_epoch.py --arch s4d --data PATH --out DIR [--epochs 1]
 """
@@ -10,12 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
+from pathlib import Path
 
 from ssmscope.allocator import keep_freed_memory, loaded_allocator, use_preferred_allocator
 from ssmscope.config import RunConfig, TrainConfig
 from ssmscope.train.loop import train_run
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process (Linux) in MB."""
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 
 
 def main() -> None:
@@ -40,7 +48,7 @@ def main() -> None:
         "epochs": args.epochs,
         "epoch_seconds": [e["seconds"] for e in epochs],  # train pass + validation, as logged
         "total_seconds": total,  # data preparation, all epochs, test evaluation, writing
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }))
 
 
