@@ -7,6 +7,9 @@ Run it under the allocator to study:
     .venv/bin/python benchmarks/memory_trace.py --arch s4d-2layers                      # glibc, freed memory kept
     SSMSCOPE_KEEP_FREED_MEMORY=0 .venv/bin/python benchmarks/memory_trace.py --arch s4d-2layers   # glibc as it comes
     .venv/bin/python benchmarks/memory_trace.py --arch s4d-2layers --trim-every 10      # glibc, malloc_trim every 10 steps
+    .venv/bin/python benchmarks/memory_trace.py --arch s4d-2layers --mmap-threshold-mb 64   # glibc, blocks >= 64 MB mapped anew
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \
+        .venv/bin/python benchmarks/memory_trace.py --arch s4d-2layers                  # jemalloc (Debian's libjemalloc2)
     LD_PRELOAD=$(.venv/bin/python -c "from ssmscope.allocator import mimalloc_library as m; print(m())") \
         MIMALLOC_PURGE_DELAY=-1 .venv/bin/python benchmarks/memory_trace.py --arch s4d-2layers   # mimalloc, as ssmscope runs
 
@@ -23,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssmscope.allocator import keep_freed_memory, loaded_allocator
+from ssmscope.allocator import M_MMAP_THRESHOLD, keep_freed_memory, loaded_allocator
 from ssmscope.config import RECOMPUTE_MODES, RunConfig, TrainConfig
 from ssmscope.models import build_model
 from ssmscope.train.loop import prepare_data, recompute_branches, train_epoch
@@ -54,11 +57,14 @@ def main() -> None:
     parser.add_argument("--arch", required=True)
     parser.add_argument("--data", default=str(REVEAL))
     parser.add_argument("--trim-every", type=int, default=0, help="call glibc's malloc_trim(0) after every N steps (0: never)")
+    parser.add_argument("--mmap-threshold-mb", type=int, default=None, help="after keep_freed_memory: serve blocks of this size and more by mmap again")
     parser.add_argument("--recompute-branches", default=TrainConfig().recompute_branches, choices=RECOMPUTE_MODES)
     parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="smaller batches: less activation memory, another training")
     args = parser.parse_args()
 
     keep = keep_freed_memory()
+    if args.mmap_threshold_mb is not None:
+        LIBC.mallopt(M_MMAP_THRESHOLD, args.mmap_threshold_mb << 20)
     print(f"allocator {loaded_allocator()}, glibc keeping freed memory: {keep}; start {memory()}")
     config = RunConfig(args.arch, args.data, train=TrainConfig(epochs=1, batch_size=args.batch_size, recompute_branches=args.recompute_branches))
     data = prepare_data(config)

@@ -44,11 +44,12 @@ from ssmscope.config import RunConfig, TrainConfig
 from ssmscope.data import load_dataset, tokenize
 from ssmscope.data.batching import collate, length_grouped_batches
 from ssmscope.models import ARCHITECTURES, S4D, build_model
+from ssmscope.models.classifier import WITHOUT_S4D
 
 HERE = Path(__file__).resolve().parent
 REVEAL = HERE.parents[1] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
 SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "block_parts", "analysis", "streaming", "train_runs")
-DEEP_ARCHS = ("s4d", "conv_s4d", "depthwise_s4d", "smr_s4d")  # the architectures --layers applies to
+DEEP_ARCHS = tuple(arch for arch in ARCHITECTURES if arch not in WITHOUT_S4D)  # the architectures --layers applies to
 
 
 def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:

@@ -90,17 +90,17 @@ def test_runs_from_before_depth_load_as_one_layer(tmp_path):
     assert loaded.model.layers == 1 and [n for n, _ in model.s4d_layers()] == ["branches.smr.s4d"]
 
 
-@pytest.mark.parametrize("arch,expected", [
-    ("s4d-3layers", ["branches.s4d.s4d", "branches.s4d.blocks.1.s4d", "branches.s4d.blocks.2.s4d"]),
-    ("smr_s4d-add-2layers", ["branches.smr.s4d", "branches.smr.blocks.1.s4d"]),
-    ("conv_s4d-2layers", ["branches.conv3.s4d", "branches.conv3.blocks.1.s4d", "branches.conv4.s4d", "branches.conv4.blocks.1.s4d"]),
-    ("depthwise_s4d-2layers", ["branches.dwconv3.s4d", "branches.dwconv3.blocks.1.s4d", "branches.dwconv4.s4d", "branches.dwconv4.blocks.1.s4d"]),
+@pytest.mark.parametrize("arch,expected,depths", [
+    ("s4d-3layers", ["branches.s4d.s4d", "branches.s4d.blocks.1.s4d", "branches.s4d.blocks.2.s4d"], [0, 1, 2]),
+    ("smr_s4d-add-2layers", ["branches.smr.s4d", "branches.smr.blocks.1.s4d"], [0, 1]),
+    ("conv_s4d-2layers", ["branches.conv3.s4d", "branches.conv3.blocks.1.s4d", "branches.conv4.s4d", "branches.conv4.blocks.1.s4d"], [0, 1, 0, 1]),
+    ("depthwise_s4d-2layers", ["branches.dwconv3.s4d", "branches.dwconv3.blocks.1.s4d", "branches.dwconv4.s4d", "branches.dwconv4.blocks.1.s4d"], [0, 1, 0, 1]),
 ])
-def test_every_s4d_of_a_deep_model_has_a_place_and_a_depth(arch, expected):
+def test_every_s4d_of_a_deep_model_has_a_place_and_a_depth(arch, expected, depths):
     model = build_model(arch, VOCAB, SMALL)
     names = [name for name, _ in model.s4d_layers()]
     assert names == expected == [name for name, _ in kernel_modules(model)]
-    assert [layer_depth(n) for n in names] == [0 if ".blocks." not in n else int(n.split(".blocks.")[1].split(".")[0]) for n in names]
+    assert [layer_depth(n) for n in names] == depths
     assert sum(isinstance(m, ResidualS4DBlock) for m in model.modules()) == len(names) - len(model.s4d_branches())
 
 

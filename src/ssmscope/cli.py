@@ -292,15 +292,11 @@ COMMANDS = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "report
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if argv is None:  # the `ssmscope` command itself (not a call from Python): run under mimalloc (allocator.py)
             use_preferred_allocator()
-    except SsmscopeError as e:
-        sys.stderr.write(f"ssmscope: error: {e}\n")
-        return 2
-    args = build_parser().parse_args(argv)
-    keep_freed_memory()  # under glibc: large CPU tensors reused instead of faulted in anew (allocator.py)
-    try:
+        keep_freed_memory()  # under glibc: large CPU tensors reused instead of faulted in anew (allocator.py)
         if args.command != "train" and launched_ranks() > 1:
             raise SsmscopeError(f"ssmscope {args.command} runs as one process; under torchrun only `ssmscope train` (DDP) runs")
         COMMANDS[args.command](args)

@@ -29,6 +29,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..analysis.kernels import layer_depth  # noqa: E402
 from ..analysis.null import layer_readings  # noqa: E402
 from ..config import RunConfig  # noqa: E402
 from ..errors import SsmscopeError  # noqa: E402
@@ -271,12 +272,12 @@ def layer_rows(record: RunRecord) -> list[dict]:
     probe = next((p for p in record.probes if p.get("has_kernels")), None)
     alone = (probe or {}).get("layers", {})
     model = record.analysis["model"]
-    entries = [(l["name"], str(l.get("depth", "")), l["summary"], l.get("null"), alone.get(l["name"])) for l in record.analysis["layers"]]
+    entries = [(l["name"], str(layer_depth(l["name"])), l["summary"], l.get("null"), alone.get(l["name"])) for l in record.analysis["layers"]]
     entries.append((ALL_LAYERS, "", model["summary"], model.get("null"), probe))
     rows = []
     for name, depth, summary, placed, probed in entries:
         row = {"layer": name, "depth": depth}
-        values = layer_readings(summary)
+        values = None if placed else layer_readings(summary)
         for reading, (label, digits) in LAYER_READINGS.items():
             if placed:
                 p = placed[reading]
