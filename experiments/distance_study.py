@@ -28,7 +28,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ssmscope.allocator import keep_freed_memory, use_preferred_allocator
-from ssmscope.analysis.kernels import analyze_run
+from ssmscope.analysis.run import analyze_run
 from ssmscope.config import EMBEDDED_MODEL, DataConfig, RunConfig, TrainConfig
 from ssmscope.data.synthetic import generate
 from ssmscope.files import write_json, write_jsonl

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from ssmscope.analysis.kernels import analyze_run, kernel_modules, layer_depth
+from ssmscope.analysis.kernels import kernel_modules, layer_depth
+from ssmscope.analysis.run import analyze_run
 from ssmscope.analysis.probes import intervene, run_probes, truncate
 from ssmscope.cli import main
 from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -120,7 +121,7 @@ def test_depth_by_flag_equals_depth_by_name():
     ("depthwise", 2, "depthwise has no S4D layer"),
     ("s4d-2layers", 3, "fixes layers = 2"),
     ("s4d", 0, "--layers must be at least 1"),
-    ("mamba-2layers", 1, "unknown architecture 'mamba'"),
+    ("hyena-2layers", 1, "unknown architecture 'hyena'"),
 ])
 def test_bad_depth_is_refused(arch, layers, message):
     with pytest.raises(SsmscopeError, match=message):

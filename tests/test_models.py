@@ -15,11 +15,12 @@ EXPECTED_S4D = {
     "conv_s4d": ["branches.conv3.s4d", "branches.conv4.s4d"],
     "depthwise_s4d": ["branches.dwconv3.s4d", "branches.dwconv4.s4d"],
     "smr_s4d": ["branches.smr.s4d"],
+    "mamba": [],  # no S4D: its selective layers are branches.mamba.blocks.k.mamba (test_mamba.py)
 }
 
 
-def test_registry_names_are_exactly_the_studys_six():
-    assert list(ARCHITECTURES) == ["cnn", "depthwise", "s4d", "conv_s4d", "depthwise_s4d", "smr_s4d"]
+def test_registry_names_are_the_studys_six_then_mamba():
+    assert list(ARCHITECTURES) == ["cnn", "depthwise", "s4d", "conv_s4d", "depthwise_s4d", "smr_s4d", "mamba"]
     with pytest.raises(SsmscopeError, match="known: cnn, depthwise"):
         build_model("transformer", 10)
 

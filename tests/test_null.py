@@ -11,7 +11,8 @@ from scipy import stats
 
 import ssmscope.analysis.null as null_module
 from ssmscope.analysis import analyze_bank
-from ssmscope.analysis.kernels import analyze_run, kernel_modules
+from ssmscope.analysis.kernels import kernel_modules
+from ssmscope.analysis.run import analyze_run
 from ssmscope.analysis.null import (
     CHANNEL_MEDIANS,
     DEFAULT_NULL_DRAWS,

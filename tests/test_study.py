@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ssmscope.analysis import analyze_bank
-from ssmscope.analysis.kernels import analyze_run, extract_kernels, kernel_modules
+from ssmscope.analysis.kernels import extract_kernels, kernel_modules
+from ssmscope.analysis.run import analyze_run
 from run_files import same_weights
 from ssmscope.cli import main
 from ssmscope.compare import format_p

@@ -164,7 +164,7 @@ def test_truncation_is_counted_and_vocabulary_comes_from_train_only(tmp_path):
 
 
 def test_overwrite_removes_results_derived_from_the_old_model(runs, reveal_path, tmp_path):
-    from ssmscope.analysis.kernels import analyze_run
+    from ssmscope.analysis.run import analyze_run
 
     run_dir = tmp_path / "run"
     train_run(small_config("s4d", reveal_path), run_dir, log=lambda s: None)

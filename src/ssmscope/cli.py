@@ -186,7 +186,7 @@ def _evaluate(args) -> None:
 
 
 def _analyze(args) -> None:
-    from .analysis.kernels import analyze_run
+    from .analysis.run import analyze_run
 
     summary = analyze_run(args.run, args.length, out=args.out, null_draws=args.null_draws or None)
     if summary["note"]:

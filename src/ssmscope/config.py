@@ -48,6 +48,9 @@ class ModelConfig:
     dropout: float = 0.5  # before the head (the paper's)
     layers: int = 1  # S4D layers per S4D-bearing branch: the first as in the paper, then layers − 1 residual blocks
     block_dropout: float = 0.1  # inside each residual block (layers > 1); state-spaces' S4D example uses 0.1
+    mamba_d_state: int = 16  # N of each Mamba block (Mamba's default; A is real, so N states, not N/2 pairs)
+    mamba_expand: int = 2  # inner width E = expand · embed_dim (Mamba's default)
+    mamba_d_conv: int = 4  # taps of the causal depthwise convolution before the scan (Mamba's default)
 
 
 @dataclass(frozen=True)

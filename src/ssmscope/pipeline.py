@@ -12,15 +12,16 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from .analysis.kernels import analyze_run
+from .analysis.run import analyze_run
 from .analysis.probes import probe_run
 from .config import EMBEDDED_CORPUS, RunConfig
 from .errors import SsmscopeError
-from .models import ARCHITECTURES, VARIANTS
+from .models import VARIANTS
+from .models.classifier import PAPER_ARCHITECTURES
 from .report.render import DETECTION_COLUMNS, kernel_columns, load_run_record, table_rows, write_report
 from .train.loop import RESUME_FILE, train_run
 
-STUDY_ARCHS = (*ARCHITECTURES, *VARIANTS)  # the six + the SMR fusion ablation
+STUDY_ARCHS = (*PAPER_ARCHITECTURES, *VARIANTS)  # the six + the SMR fusion ablation
 
 
 def run_dir_for(out: Path, arch: str, seed: int) -> Path:

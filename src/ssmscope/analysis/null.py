@@ -35,6 +35,7 @@ from ..config import ModelConfig
 from ..errors import SsmscopeError
 from ..files import write_json
 from ..models import build_model
+from .kernels import analyze_kernels, extract_kernels, summarize_model
 
 # The readings placed in the null: channel medians of four KernelMetrics fields, and the share of
 # a layer's channels whose filter type is band-pass.
@@ -111,8 +112,6 @@ def null_readings(arch: str, model_config: ModelConfig, length: int, n: int = DE
 
 def _draw(arch: str, model_config: ModelConfig, length: int, n: int) -> dict[str, dict[str, np.ndarray]]:
     """The null computed afresh: n models built under seeds NULL_SEED_BASE + i and read as ``analyze`` reads."""
-    from .kernels import analyze_kernels, extract_kernels, summarize_model  # here: kernels imports this module at its top
-
     values: dict[str, dict[str, list[float]]] = {}
     with torch.random.fork_rng(devices=[]):  # manual_seed below must not change the caller's RNG
         for i in range(n):

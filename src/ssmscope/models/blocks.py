@@ -1,4 +1,4 @@
-"""The feature blocks that sit between the embedding and the pooling, and the residual S4D block of deep models.
+"""The feature blocks that sit between the embedding and the pooling, and the residual blocks of deep models.
 
 All blocks map (B, C_in, L) to (B, C_out, L): convolutions are padded so that the output keeps
 the input's length. Padding uses zeros, which is also what a padded batch holds beyond a
@@ -12,7 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .mamba import Mamba
 from .s4d import S4D
+
+
+def channel_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm of each position over its channels: x (B, H, L) → (B, H, L)."""
+    return norm(x.transpose(1, 2)).transpose(1, 2)
 
 
 class SamePadConv1d(nn.Conv1d):
@@ -96,7 +102,47 @@ class ResidualS4DBlock(nn.Module):
         return self.s4d.d_model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, L) -> (B, H, L)
-        z = self.norm(x.transpose(1, 2)).transpose(1, 2)  # (B, H, L), each position over H
+        z = channel_norm(self.norm, x)  # (B, H, L), each position over H
         z = self.dropout(F.gelu(self.s4d(z)))  # (B, H, L)
         z = F.glu(self.output(z), dim=1)  # (B, 2H, L) -> (B, H, L)
         return x + self.dropout(z)
+
+
+class ResidualMambaBlock(nn.Module):
+    """One block of a Mamba stack, pre-norm as in Mamba's own: x + Mamba(LayerNorm(x)), x (B, H, L) → (B, H, L)."""
+
+    def __init__(self, mamba: Mamba):
+        super().__init__()
+        self.norm = nn.LayerNorm(mamba.d_model)
+        self.mamba = mamba
+
+    @property
+    def d_model(self) -> int:
+        return self.mamba.d_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mamba(channel_norm(self.norm, x))
+
+
+class MambaStack(nn.Module):
+    """N residual Mamba blocks and a final LayerNorm (Mamba's backbone): (B, H, L) → (B, H, L).
+
+    The blocks are ``blocks.0`` .. ``blocks.N−1`` (so the layers read as ``branches.mamba.blocks.k.mamba``).
+    Each output projection starts scaled by 1/√N, Mamba's "prenorm residual" rescaling, so the
+    residual stream's variance does not grow with the depth at initialisation.
+    """
+
+    def __init__(self, blocks: list[ResidualMambaBlock]):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+        self.norm = nn.LayerNorm(blocks[0].d_model)
+        with torch.no_grad():
+            for block in blocks:
+                block.mamba.out_proj.weight /= len(blocks) ** 0.5
+
+    @property
+    def d_model(self) -> int:
+        return self.norm.normalized_shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_norm(self.norm, self.blocks(x))

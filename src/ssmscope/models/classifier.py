@@ -13,6 +13,7 @@ Architectures differ only in their branches:
     conv_s4d       per kernel size: SamePadConv1d(E→F, k) → S4D(F)
     depthwise_s4d  per kernel size: DepthwiseSeparableConv1d(E→F, k) → S4D(F)
     smr_s4d        StateMemoryReplay(E) → S4D(E)
+    mamba          N pre-norm residual Mamba blocks (E) and a LayerNorm (the selective SSM; not in the paper)
 
 Variants for the SMR fusion ablation: ``smr_s4d-add`` (u + conv(u)) and ``smr_s4d-none`` (conv(u)).
 
@@ -38,7 +39,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
 from ..errors import SsmscopeError
-from .blocks import DepthwiseSeparableConv1d, ResidualS4DBlock, SamePadConv1d, StateMemoryReplay
+from .blocks import DepthwiseSeparableConv1d, MambaStack, ResidualMambaBlock, ResidualS4DBlock, SamePadConv1d, StateMemoryReplay
+from .mamba import Mamba
 from .s4d import S4D
 
 
@@ -148,6 +150,14 @@ def _smr_s4d(cfg):
     return {"smr": _deepen(_then(smr=StateMemoryReplay(cfg.embed_dim, cfg.smr_kernel_size, cfg.smr_fusion), s4d=_s4d(cfg.embed_dim, cfg)), cfg)}
 
 
+def _mamba(cfg):
+    blocks = [
+        ResidualMambaBlock(Mamba(cfg.embed_dim, cfg.mamba_d_state, cfg.mamba_expand, cfg.mamba_d_conv, cfg.dt_min, cfg.dt_max))
+        for _ in range(cfg.layers)
+    ]
+    return {"mamba": MambaStack(blocks)}
+
+
 ARCHITECTURES = {
     "cnn": _cnn,
     "depthwise": _depthwise,
@@ -155,7 +165,9 @@ ARCHITECTURES = {
     "conv_s4d": _conv_s4d,
     "depthwise_s4d": _depthwise_s4d,
     "smr_s4d": _smr_s4d,
+    "mamba": _mamba,
 }
+PAPER_ARCHITECTURES = ("cnn", "depthwise", "s4d", "conv_s4d", "depthwise_s4d", "smr_s4d")  # the study's six
 
 
 # Variants of the six for ablations: name → (base architecture, ModelConfig fields it fixes).
@@ -204,7 +216,7 @@ def _out_channels(block: nn.Module) -> int:
     last = block[-1] if isinstance(block, nn.Sequential) else block
     if isinstance(last, nn.Sequential):  # a deep branch's blocks
         return _out_channels(last)
-    if isinstance(last, (S4D, ResidualS4DBlock)):
+    if isinstance(last, (S4D, ResidualS4DBlock, MambaStack)):
         return last.d_model
     if isinstance(last, DepthwiseSeparableConv1d):
         return last.pointwise.out_channels

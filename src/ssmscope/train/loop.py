@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..allocator import loaded_allocator
+from ..analysis.kernels import kernel_snapshot
 from ..config import RECOMPUTE_MODES, RunConfig
 from ..data import EncodedSplit, Vocab, collate, encode, length_grouped_batches, load_dataset, prepare, sorted_batches, tokenize
 from ..errors import SsmscopeError
@@ -209,14 +210,6 @@ def train_epoch(
             if after_step is not None:
                 after_step(step, total, count)
     return total / count
-
-
-def kernel_snapshot(model: nn.Module, length: int) -> list[dict]:
-    """Spectral summary of every kernel layer now: mean-spectrum metrics and channel quartiles."""
-    from ..analysis.kernels import analyze_kernels, extract_kernels
-
-    layers = analyze_kernels(extract_kernels(model, length))
-    return [{"name": l["name"], "mean_spectrum": l["summary"]["mean_spectrum"], "channels": l["summary"]["channels"]} for l in layers]
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:

@@ -1,0 +1,291 @@
+"""Mamba's selective SSM (S6) and the Mamba block, with the scan written out for CPU.
+
+A selective SSM is a diagonal SSM whose step Δ and input/output vectors B, C depend on the token
+(Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", 2023). Per channel
+d and state n, with A real and negative (A = −exp(A_log)):
+
+    h_t = exp(Δ_t A) ⊙ h_{t−1} + Δ_t B_t u_t          (ZOH for A, Euler for B, as in Mamba)
+    y_t = Σ_n C_t[n] h_t[n] + D u_t,                   h_{−1} = 0
+
+Unrolled, the output is a causal mixing of the inputs with input-dependent weights, the "hidden
+attention" of Ali, Zimerman & Wolf ("The Hidden Attention of Mamba Models", 2024):
+
+    y_t − D u_t = Σ_{s ≤ t} α[t, s] u_s,   α[t, s] = Σ_n C_t[n] exp(A[n] Σ_{k=s+1..t} Δ_k) Δ_s B_s[n]
+
+For a time-invariant SSM α[t, s] = K[t − s], the convolution kernel; here every row differs.
+
+Shapes follow the reference scan of state-spaces/mamba: u, Δ (batch, D, L); A (D, N);
+B, C (batch, N, L) (shared by the D channels); D (D,).
+
+Two implementations of the same recurrence (``selective_scan`` picks one):
+
+- CPU float32: compiled loops (``scan_kernels``, numba) with a written backward that recomputes
+  each channel's states instead of storing them (docs/METHODS.md, "Selective scan").
+- anything else (CUDA tensors, float64): PyTorch, chunks of ``TORCH_SCAN_CHUNK`` tokens, each
+  chunk a step loop under activation checkpointing, so autograd keeps the states at chunk
+  boundaries only: (batch, D, N) per chunk instead of per token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+TORCH_SCAN_CHUNK = 64  # tokens per checkpointed chunk of the PyTorch scan
+
+
+def _check_scan_inputs(u, delta, A, B, C, D) -> None:
+    batch, channels, length = u.shape
+    n_state = A.shape[-1]
+    expected = {"delta": (delta, (batch, channels, length)), "A": (A, (channels, n_state)),
+                "B": (B, (batch, n_state, length)), "C": (C, (batch, n_state, length))}
+    if D is not None:
+        expected["D"] = (D, (channels,))
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"selective_scan: {name} has shape {tuple(tensor.shape)}, expected {shape} for u {tuple(u.shape)} and A {tuple(A.shape)}")
+
+
+def selective_scan(u, delta, A, B, C, D=None, window: int | None = None) -> torch.Tensor:
+    """y (batch, D, L) of the selective SSM above, for u, delta (batch, D, L), A (D, N), B, C (batch, N, L).
+
+    ``delta`` is used as given (Mamba's softplus and bias are the caller's). With ``window`` = m the
+    state only remembers the last m tokens (the probes' truncation, no gradient):
+
+        h_t^(m) = Σ_{s=t−m+1..t} exp(A Σ_{k=s+1..t} Δ_k) Δ_s B_s u_s,   m = 0 leaves D u only.
+
+    Differentiable in every input (the windowed form is not).
+    """
+    _check_scan_inputs(u, delta, A, B, C, D)
+    if window is not None:
+        with torch.no_grad():
+            y = _windowed_scan(u, delta, A, B, C, window)
+    elif _numba_applies(u, delta, A, B, C):
+        y = _NumbaScan.apply(u, delta, A, B, C)
+    else:
+        y = _torch_scan(u, delta, A, B, C)
+    return y if D is None else y + D[:, None] * u
+
+
+# The compiled CPU path.
+
+def _numba_applies(*tensors: torch.Tensor) -> bool:
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and _kernels() is not None
+
+
+_KERNELS = None
+
+
+def _kernels():
+    """The numba module, imported (and its loops compiled or read from numba's cache) on first use; None without numba."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from . import scan_kernels
+        except ImportError:  # numba missing: the PyTorch path serves
+            _KERNELS = False
+        else:
+            _KERNELS = scan_kernels
+    return _KERNELS or None
+
+
+def _numba_threads() -> None:
+    """Run numba's parallel loops on as many threads as torch uses (``--threads``)."""
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _arrays(*tensors: torch.Tensor):
+    return [t.detach().contiguous().numpy() for t in tensors]
+
+
+class _NumbaScan(torch.autograd.Function):
+    """y (batch, D, L) = the scan without the D term; backward by ``scan_kernels.scan_backward``."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C):
+        Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (batch, L, N)
+        y = torch.empty_like(u, memory_format=torch.contiguous_format)
+        _numba_threads()
+        _kernels().scan_forward(*_arrays(u, delta, A, Bt, Ct), y.numpy())
+        ctx.save_for_backward(u, delta, A, Bt, Ct)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        u, delta, A, Bt, Ct = ctx.saved_tensors
+        grad_u, grad_delta = torch.empty_like(u), torch.empty_like(delta)  # (batch, D, L)
+        grad_A = torch.zeros(u.shape[0], *A.shape)  # (batch, D, N), summed below
+        grad_Bt, grad_Ct = torch.zeros_like(Bt), torch.zeros_like(Ct)  # (batch, L, N)
+        _numba_threads()
+        _kernels().scan_backward(
+            *_arrays(u, delta, A, Bt, Ct, grad_y),
+            grad_u.numpy(), grad_delta.numpy(), grad_A.numpy(), grad_Bt.numpy(), grad_Ct.numpy(),
+        )
+        return grad_u, grad_delta, grad_A.sum(0), grad_Bt.transpose(1, 2), grad_Ct.transpose(1, 2)
+
+
+# The PyTorch path (CUDA, float64, no numba).
+
+def _scan_chunk(u, delta, A, B, C, h):
+    """T steps of the recurrence from state h (batch, D, N): → y (batch, D, T), last state."""
+    decay = torch.exp(delta[..., None] * A[:, None, :])  # (batch, D, T, N)
+    drive = (delta * u)[..., None] * B.transpose(1, 2)[:, None]  # (batch, D, T, N)
+    outputs = []
+    for t in range(u.shape[-1]):
+        h = decay[:, :, t] * h + drive[:, :, t]  # (batch, D, N)
+        outputs.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
+    return torch.stack(outputs, dim=-1), h
+
+
+def _torch_scan(u, delta, A, B, C, chunk: int = TORCH_SCAN_CHUNK):
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[-1])  # (batch, D, N)
+    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+    outputs = []
+    for start in range(0, u.shape[-1], chunk):
+        part = slice(start, start + chunk)
+        args = (u[..., part], delta[..., part], A, B[..., part], C[..., part], h)
+        y, h = checkpoint(_scan_chunk, *args, use_reentrant=False) if recompute else _scan_chunk(*args)
+        outputs.append(y)
+    return torch.cat(outputs, dim=-1)  # (batch, D, L)
+
+
+def _windowed_scan(u, delta, A, B, C, window: int):
+    if window < 0:
+        raise ValueError(f"window must be >= 0 tokens, got {window}")
+    if window == 0:
+        return torch.zeros_like(u)
+    if window >= u.shape[-1]:
+        return selective_scan(u, delta, A, B, C)
+    if _numba_applies(u, delta, A, B, C):
+        Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
+        y = torch.empty_like(u, memory_format=torch.contiguous_format)
+        _numba_threads()
+        _kernels().windowed_scan_forward(*_arrays(u, delta, A, Bt, Ct), window, y.numpy())
+        return y
+    # PyTorch: the banded part of the hidden attention, a channel block at a time.
+    return torch.cat([
+        torch.einsum("bdts,bds->bdt", scan_attention(delta[:, block], A[block], B, C, window=window), u[:, block])
+        for block in _channel_blocks(u.shape[1], u.shape[-1])
+    ], dim=1)
+
+
+def _channel_blocks(channels: int, length: int, budget: int = 2**24) -> list[slice]:
+    """Slices of channels such that one block's (L, L) maps hold about ``budget`` numbers per function."""
+    step = max(1, budget // max(1, length * length))
+    return [slice(i, i + step) for i in range(0, channels, step)]
+
+
+def scan_attention(delta, A, B, C, window: int | None = None) -> torch.Tensor:
+    """The hidden attention α (batch, D, L, L) of the selective SSM, lower triangular:
+
+        α[t, s] = Σ_n C_t[n] · exp(A[n] · Σ_{k=s+1..t} Δ_k) · Δ_s · B_s[n]     for s ≤ t, else 0,
+
+    so that ``selective_scan(u, delta, A, B, C) == einsum("bdts,bds->bdt", α, u)``. The sums of Δ
+    come from one cumulative sum in float64 (a difference of two sums over up to L tokens). With
+    ``window`` = m only the lags t − s < m are kept. Memory is (batch, D, L, L): callers chunk over
+    functions and channels.
+    """
+    _check_scan_inputs(delta, delta, A, B, C, None)
+    length = delta.shape[-1]
+    positions = torch.arange(length, device=delta.device)
+    lag = positions[:, None] - positions[None, :]  # (L, L), t − s
+    keep = (lag >= 0) if window is None else (lag >= 0) & (lag < window)  # (L, L)
+    cumulative = torch.cumsum(delta.double(), dim=-1)  # (batch, D, L)
+    gap = (cumulative[..., :, None] - cumulative[..., None, :]).masked_fill(~keep, 0.0).to(delta.dtype)  # (batch, D, L, L)
+    weighted_input = delta[:, :, None, :] * B[:, None, :, :]  # (batch, D, N, L): Δ_s B_s[n]
+    alpha = torch.zeros_like(gap)
+    for n in range(A.shape[-1]):
+        decay = torch.exp(A[None, :, n, None, None] * gap)  # (batch, D, L, L)
+        alpha += C[:, None, n, :, None] * decay * weighted_input[:, :, n, None, :]
+    return alpha.masked_fill(~keep, 0.0)
+
+
+# The Mamba block.
+
+class Mamba(nn.Module):
+    """The Mamba block of Gu & Dao (2023): u (B, H, L) → (B, H, L), like ``S4D``.
+
+        x, z = in_proj(u)                      two (B, E, L), E = expand·H
+        x = SiLU(causal depthwise conv_k(x))   k = d_conv
+        Δ = softplus(W_Δ (W_r x) + b_Δ)         low rank R = ⌈H/16⌉, (B, E, L)
+        B, C = W_B x, W_C x                    (B, N, L) each, shared by the E channels
+        y = selective_scan(x, Δ, A, B, C, D) ⊙ SiLU(z)
+        out = out_proj(y)
+
+    Initialisation as in Mamba: A = −exp(A_log) with A_log[e, n] = log(n + 1) (S4D-Real), D = 1,
+    b_Δ = softplus⁻¹(Δ₀) with Δ₀ log-uniform in [dt_min, dt_max] (floored at dt_floor), W_Δ
+    uniform in ±R^(−1/2); the projections are PyTorch's default Linear initialisation.
+
+    ``memory_window`` (None, or a number of tokens) makes the scan forget everything older than
+    that many tokens: the probes set it (``analysis/probes.py``).
+    """
+
+    def __init__(self, d_model: int, d_state: int = 16, expand: int = 2, d_conv: int = 4,
+                 dt_min: float = 1e-3, dt_max: float = 1e-1, dt_floor: float = 1e-4):
+        super().__init__()
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"need 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
+        self.d_model, self.d_state, self.expand, self.d_conv = d_model, d_state, expand, d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16)
+        E, N, R = self.d_inner, d_state, self.dt_rank
+
+        self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
+        self.conv = nn.Conv1d(E, E, d_conv, groups=E, padding=d_conv - 1)  # causal after cutting the last d_conv − 1
+        self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
+        self.dt_proj = nn.Linear(R, E)
+        nn.init.uniform_(self.dt_proj.weight, -R**-0.5, R**-0.5)
+        dt = torch.exp(torch.rand(E) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(E, 1))  # (E, N)
+        self.D = nn.Parameter(torch.ones(E))
+        self.out_proj = nn.Linear(E, d_model, bias=False)
+        self.memory_window: int | None = None
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, d_state={self.d_state}, expand={self.expand}, d_conv={self.d_conv}"
+
+    def A(self) -> torch.Tensor:
+        """A (E, N) = −exp(A_log), real and negative."""
+        return -torch.exp(self.A_log)
+
+    def scan_inputs(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the scan sees for input u (B, H, L): x, Δ (B, E, L), B, C (B, N, L), and the gate z (B, E, L)."""
+        L = u.shape[-1]
+        x, z = self.in_proj(u.transpose(1, 2)).transpose(1, 2).chunk(2, dim=1)  # (B, E, L) each
+        x = F.silu(self.conv(x)[..., :L])  # (B, E, L)
+        low_rank, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(low_rank)).transpose(1, 2)  # (B, E, L)
+        return x, delta, B.transpose(1, 2), C.transpose(1, 2), z
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        x, delta, B, C, z = self.scan_inputs(u)
+        y = selective_scan(x, delta, self.A(), B, C, self.D, window=self.memory_window)  # (B, E, L)
+        return self.out_proj((y * F.silu(z)).transpose(1, 2)).transpose(1, 2)  # (B, H, L)
+
+    # Recurrent mode: one token at a time, the same numbers as ``forward``.
+
+    def default_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the last d_conv − 1 inputs of the convolution (B, E, d_conv − 1), the SSM state h (B, E, N)), zeros."""
+        weight = self.D
+        return (torch.zeros(batch_size, self.d_inner, self.d_conv - 1, device=weight.device, dtype=weight.dtype),
+                torch.zeros(batch_size, self.d_inner, self.d_state, device=weight.device, dtype=weight.dtype))
+
+    def step(self, u_t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """u_t (B, H) → y_t (B, H) and the new state; O(B·E·(N + d_conv)) per token at every position."""
+        window, h = state
+        x, z = self.in_proj(u_t).chunk(2, dim=-1)  # (B, E) each
+        window = torch.cat([window, x[..., None]], dim=-1)  # (B, E, d_conv): the conv's receptive field
+        x = F.silu((window * self.conv.weight[:, 0, :]).sum(-1) + self.conv.bias)  # (B, E)
+        low_rank, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(low_rank))  # (B, E)
+        h = torch.exp(delta[..., None] * self.A()) * h + (delta * x)[..., None] * B[:, None, :]  # (B, E, N)
+        y = torch.einsum("ben,bn->be", h, C) + self.D * x  # (B, E)
+        return self.out_proj(y * F.silu(z)), (window[..., 1:], h)

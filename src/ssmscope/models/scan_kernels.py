@@ -1,0 +1,131 @@
+"""The selective scan's CPU loops, compiled by numba (used through ``mamba.selective_scan``).
+
+One channel (b, d) at a time, the recurrence of ``mamba.py`` with a_t = exp(Δ_t A) and
+b_t = Δ_t B_t u_t (per state n):
+
+    h_t = a_t ⊙ h_{t−1} + b_t,        y_t = Σ_n C_t[n] h_t[n]                      (forward)
+
+and its reverse-mode derivative. With ȳ_t = ∂loss/∂y_t and g_t = ∂loss/∂h_t (through every later
+output), g_t = C_t ȳ_t + a_{t+1} ⊙ g_{t+1}, g_L = 0, and
+
+    ∂u_t = Δ_t Σ_n g_t[n] B_t[n]                    ∂B_t[n] = Σ_d g_t[n] Δ_t u_t
+    ∂Δ_t = Σ_n g_t[n] (B_t[n] u_t + A[n] a_t[n] h_{t−1}[n])
+    ∂A[n] = Σ_{b,t} g_t[n] Δ_t a_t[n] h_{t−1}[n]    ∂C_t[n] = Σ_d ȳ_t h_t[n]
+
+(∂a_t/∂Δ_t = A a_t, ∂a_t/∂A = Δ_t a_t). The backward needs h_{t−1} in reverse order: it runs the
+forward recurrence of the one channel again and keeps that channel's states, (L, N) floats
+(64 KB at L = 1024, N = 16), then walks back. Nothing of size (batch, D, N, L) is ever held:
+the forward keeps no state at all, the backward one channel's per thread.
+
+Arrays are float32. Layouts: u, Δ, ȳ (batch, D, L); A (D, N); B and C transposed to
+(batch, L, N) by the caller so that the inner loop over n reads contiguous memory (and vectorises). Channels run in parallel
+(numba prange) on ``numba.set_num_threads`` threads; the backward parallelises over the batch
+only, because ∂B and ∂C sum over channels. ``fastmath`` lets LLVM reorder the sum over the
+N = 16 states; every state update keeps its order in t.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+ZERO = np.float32(0.0)  # the loops are compiled for float32 (``mamba.selective_scan`` sends other dtypes elsewhere):
+                        # float32 accumulators keep the inner loop in 16-wide float arithmetic
+
+
+@njit(fastmath=True, parallel=True, cache=True)
+def scan_forward(u, delta, A, Bt, Ct, y):  # pragma: no cover - compiled (covered through mamba.selective_scan)
+    """y[b, d, t] = Σ_n C_t[n] h_t[n] for every channel; writes y (batch, D, L) in place."""
+    n_batch, n_channels, length = u.shape
+    n_state = A.shape[1]
+    for bd in prange(n_batch * n_channels):
+        b, d = bd // n_channels, bd % n_channels
+        h = np.zeros(n_state, dtype=np.float32)
+        for t in range(length):
+            dt = delta[b, d, t]
+            dt_u = dt * u[b, d, t]
+            total = ZERO
+            for n in range(n_state):
+                h[n] = math.exp(dt * A[d, n]) * h[n] + dt_u * Bt[b, t, n]
+                total += Ct[b, t, n] * h[n]
+            y[b, d, t] = total
+
+
+@njit(fastmath=True, parallel=True, cache=True)
+def scan_backward(u, delta, A, Bt, Ct, grad_y, grad_u, grad_delta, grad_A_per_batch, grad_Bt, grad_Ct):  # pragma: no cover
+    """Writes ∂u, ∂Δ (batch, D, L), ∂A per batch element (batch, D, N), ∂B, ∂C (batch, L, N).
+
+    grad_A_per_batch, grad_Bt and grad_Ct must be zero on entry (they are accumulated).
+    """
+    n_batch, n_channels, length = u.shape
+    n_state = A.shape[1]
+    for b in prange(n_batch):
+        states = np.empty((length, n_state), dtype=np.float32)  # h_t of the current channel
+        decays = np.empty((length, n_state), dtype=np.float32)  # a_t = exp(Δ_t A)
+        g = np.empty(n_state, dtype=np.float32)
+        for d in range(n_channels):
+            # The channel's forward again, keeping its states.
+            h = np.zeros(n_state, dtype=np.float32)
+            for t in range(length):
+                dt = delta[b, d, t]
+                dt_u = dt * u[b, d, t]
+                for n in range(n_state):
+                    a = math.exp(dt * A[d, n])
+                    decays[t, n] = a
+                    h[n] = a * h[n] + dt_u * Bt[b, t, n]
+                    states[t, n] = h[n]
+            # Then back from the last token.
+            g[:] = ZERO
+            for t in range(length - 1, -1, -1):
+                dt = delta[b, d, t]
+                u_t = u[b, d, t]
+                gy = grad_y[b, d, t]
+                sum_gB = ZERO
+                sum_gdelta = ZERO
+                for n in range(n_state):
+                    a_next = decays[t + 1, n] if t + 1 < length else ZERO
+                    g_n = a_next * g[n] + gy * Ct[b, t, n]  # g_t
+                    g[n] = g_n
+                    decayed_prev = decays[t, n] * states[t - 1, n] if t > 0 else ZERO  # a_t h_{t−1}
+                    grad_Ct[b, t, n] += gy * states[t, n]
+                    grad_Bt[b, t, n] += g_n * dt * u_t
+                    sum_gB += g_n * Bt[b, t, n]
+                    sum_gdelta += g_n * (Bt[b, t, n] * u_t + A[d, n] * decayed_prev)
+                    grad_A_per_batch[b, d, n] += g_n * dt * decayed_prev
+                grad_u[b, d, t] = dt * sum_gB
+                grad_delta[b, d, t] = sum_gdelta
+
+
+@njit(fastmath=True, parallel=True, cache=True)
+def windowed_scan_forward(u, delta, A, Bt, Ct, window, y):  # pragma: no cover
+    """Like ``scan_forward`` but h_t keeps only the last ``window`` tokens' inputs (window ≥ 1):
+
+        h_t^(m) = h_t − exp(A Σ_{k=t−m+1..t} Δ_k) ⊙ h_{t−m}        (h_{t−m} = 0 for t < m)
+
+    The sums of Δ run in float64 (a difference of two cumulative sums over up to L tokens).
+    """
+    n_batch, n_channels, length = u.shape
+    n_state = A.shape[1]
+    for bd in prange(n_batch * n_channels):
+        b, d = bd // n_channels, bd % n_channels
+        states = np.zeros((length, n_state), dtype=np.float32)
+        cumulative = np.zeros(length + 1)  # S[t+1] = Σ_{k ≤ t} Δ_k, float64
+        h = np.zeros(n_state, dtype=np.float32)
+        for t in range(length):
+            dt = delta[b, d, t]
+            cumulative[t + 1] = cumulative[t] + dt
+            dt_u = dt * u[b, d, t]
+            total = ZERO
+            for n in range(n_state):
+                h[n] = math.exp(dt * A[d, n]) * h[n] + dt_u * Bt[b, t, n]
+                states[t, n] = h[n]
+            if t >= window:
+                gap = cumulative[t + 1] - cumulative[t + 1 - window]  # Σ_{k=t−m+1..t} Δ_k
+                for n in range(n_state):
+                    total += Ct[b, t, n] * (h[n] - math.exp(A[d, n] * gap) * states[t - window, n])
+            else:
+                for n in range(n_state):
+                    total += Ct[b, t, n] * h[n]
+            y[b, d, t] = total

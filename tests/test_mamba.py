@@ -1,0 +1,155 @@
+"""The selective scan, its hidden attention, the windowed (probe) scan and the Mamba block.
+
+The independent truth throughout is the recurrence written as a plain loop over tokens in float64
+(``loop_scan``), differentiated by autograd.
+"""
+
+import math
+
+import pytest
+import torch
+
+from ssmscope.models import mamba
+from ssmscope.models.mamba import Mamba, scan_attention, selective_scan
+
+
+def loop_scan(u, delta, A, B, C, D=None):
+    """h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t u_t, y_t = C_t·h_t (+ D u_t), one token at a time."""
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    outputs = []
+    for t in range(u.shape[-1]):
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[..., None] * B[:, None, :, t]
+        outputs.append((h * C[:, None, :, t]).sum(-1))
+    y = torch.stack(outputs, dim=-1)
+    return y if D is None else y + D[:, None] * u
+
+
+def scan_problem(batch=2, channels=6, n_state=5, length=70, dtype=torch.float32, seed=0):
+    """Inputs in Mamba's ranges: Δ log-uniform in [1e-3, 1] (up to 10× Mamba's initial range), A = −(n+1)·U(0.5, 1.5)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, channels, length, generator=g, dtype=dtype)
+    delta = torch.exp(torch.empty(batch, channels, length, dtype=dtype).uniform_(math.log(1e-3), 0.0, generator=g))
+    A = -torch.arange(1, n_state + 1, dtype=dtype) * torch.empty(channels, n_state, dtype=dtype).uniform_(0.5, 1.5, generator=g)
+    B = torch.randn(batch, n_state, length, generator=g, dtype=dtype)
+    C = torch.randn(batch, n_state, length, generator=g, dtype=dtype)
+    D = torch.randn(channels, generator=g, dtype=dtype)
+    return u, delta, A, B, C, D
+
+
+def relative_error(a, b):
+    """max |a − b| / max |b| (0 when both are all zero, as ∂A is at L = 1)."""
+    scale = b.double().abs().max().clamp(min=1e-300)
+    return ((a.double() - b.double()).abs().max() / scale).item()
+
+
+def value_and_grads(fn, inputs, seed=1):
+    inputs = [x.detach().clone().requires_grad_() for x in inputs]
+    y = fn(*inputs)
+    grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(y.dtype)  # same draws at every dtype
+    return y, torch.autograd.grad(y, inputs, grad_y)
+
+
+NAMES = ("u", "delta", "A", "B", "C", "D")
+
+
+@pytest.mark.parametrize("length", [1, 37, 300])
+def test_compiled_scan_and_gradients_match_a_float64_loop(length):
+    problem = scan_problem(length=length)
+    assert mamba._numba_applies(*problem)  # float32 on CPU takes the compiled path
+    y, grads = value_and_grads(selective_scan, problem)
+    y64, grads64 = value_and_grads(loop_scan, [x.double() for x in problem])
+    assert relative_error(y, y64) < 1e-5
+    for name, g, g64 in zip(NAMES, grads, grads64):
+        assert relative_error(g, g64) < 1e-4, name
+
+
+def test_torch_scan_matches_the_loop_in_float64():
+    problem = [x.double() for x in scan_problem(length=150)]  # float64: the PyTorch path (chunks of 64)
+    assert not mamba._numba_applies(*problem)
+    y, grads = value_and_grads(selective_scan, problem)
+    y_ref, grads_ref = value_and_grads(loop_scan, problem)
+    assert relative_error(y, y_ref) < 1e-12
+    for name, g, g_ref in zip(NAMES, grads, grads_ref):
+        assert relative_error(g, g_ref) < 1e-12, name
+
+
+def test_torch_scan_keeps_states_only_at_chunk_boundaries(monkeypatch):
+    """Autograd saves nothing of size (batch, D, N, L): peak saved bytes stay those of one chunk."""
+    problem = [x.double().requires_grad_() for x in scan_problem(batch=1, channels=4, n_state=8, length=512)]
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        selective_scan(*problem).sum()
+    full_states = 1 * 4 * 8 * 512
+    assert max(saved) < full_states / 4
+
+
+def test_scan_attention_reproduces_the_scan():
+    u, delta, A, B, C, D = scan_problem(length=90, dtype=torch.float64)
+    alpha = scan_attention(delta, A, B, C)  # (batch, D, L, L)
+    assert torch.equal(alpha, alpha.tril())
+    mixed = torch.einsum("bdts,bds->bdt", alpha, u)
+    assert relative_error(mixed, selective_scan(u, delta, A, B, C, D) - D[:, None] * u) < 1e-12
+    # one entry by its definition: α[t, s] = Σ_n C_t[n] exp(A[n] Σ_{k=s+1..t} Δ_k) Δ_s B_s[n]
+    b, d, t, s = 1, 3, 50, 20
+    gap = delta[b, d, s + 1 : t + 1].sum()
+    expected = (C[b, :, t] * torch.exp(A[d] * gap) * delta[b, d, s] * B[b, :, s]).sum()
+    assert torch.isclose(alpha[b, d, t, s], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("window", [0, 1, 7, 33, 200])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # compiled and PyTorch paths
+def test_windowed_scan_equals_a_scan_restarted_window_tokens_back(window, dtype):
+    u, delta, A, B, C, D = scan_problem(length=80, dtype=dtype)
+    y = selective_scan(u, delta, A, B, C, D, window=window)
+    expected = D[:, None] * u.double()
+    restarted = torch.zeros_like(expected)
+    for t in range(u.shape[-1]):
+        start = max(0, t - window + 1)
+        if window > 0:  # a fresh scan over tokens start..t, read at t
+            part = slice(start, t + 1)
+            restarted[..., t] = loop_scan(*(x.double()[..., part] for x in (u, delta)), A.double(), B.double()[..., part], C.double()[..., part])[..., -1]
+    assert relative_error(y, expected + restarted) < (1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_bad_shapes_are_named():
+    u, delta, A, B, C, D = scan_problem()
+    with pytest.raises(ValueError, match="B has shape"):
+        selective_scan(u, delta, A, B[:, :-1], C, D)
+
+
+def test_mamba_step_by_step_equals_forward():
+    torch.manual_seed(0)
+    block = Mamba(d_model=12, d_state=6, expand=2, d_conv=4).double()
+    u = torch.randn(3, 12, 25, dtype=torch.float64)
+    full = block(u)
+    state = block.default_state(3)
+    steps = []
+    for t in range(u.shape[-1]):
+        y_t, state = block.step(u[..., t], state)
+        steps.append(y_t)
+    assert relative_error(torch.stack(steps, dim=-1), full) < 1e-12
+
+
+def test_mamba_is_causal_and_float32_matches_float64():
+    torch.manual_seed(1)
+    block = Mamba(d_model=16)
+    u = torch.randn(2, 16, 40)
+    y = block(u)
+    changed = u.clone()
+    changed[..., 30:] = torch.randn(2, 16, 10)
+    assert torch.equal(block(changed)[..., :30], y[..., :30])
+    assert relative_error(y, block.double()(u.double())) < 1e-5
+
+
+def test_mamba_initialisation():
+    torch.manual_seed(2)
+    block = Mamba(d_model=64, d_state=16, dt_min=1e-3, dt_max=1e-1)
+    assert torch.allclose(block.A()[5], -torch.arange(1, 17, dtype=torch.float32), rtol=1e-6, atol=0)  # S4D-Real: −exp(log(n + 1))
+    dt = torch.nn.functional.softplus(block.dt_proj.bias)  # Δ of a zero low-rank input
+    assert dt.min() >= 1e-3 * (1 - 1e-5) and dt.max() <= 1e-1 * (1 + 1e-5)
+    assert block.dt_rank == 4 and tuple(block.x_proj.weight.shape) == (4 + 32, 128)
