@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import EMBEDDED_CORPUS, EMBEDDED_MAX_LEN, EMBEDDED_MODEL, NORMALIZE_MODES, RECOMPUTE_MODES, DataConfig, ModelConfig, RunConfig, SyntheticConfig, TrainConfig
 from .allocator import keep_freed_memory, use_preferred_allocator
 from .analysis.null import DEFAULT_NULL_DRAWS
+from .analysis.selective import DEFAULT_FUNCTIONS
 from .errors import SsmscopeError
 from .host import threads_set_to
 from .models import ARCHITECTURES, VARIANTS
@@ -90,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(p)
     p.add_argument("--out", default=None, help="JSON file for the metrics (default RUN/evaluations/<data name>.json; predictions in <name>.predictions.csv beside it)")
 
-    p = sub.add_parser("analyze", help="extract and measure every S4D kernel of a trained run")
+    p = sub.add_parser("analyze", help="extract and measure every SSM layer of a trained run (S4D kernels, Mamba's hidden attention)")
     p.add_argument("--run", required=True, help="run directory written by train")
     p.add_argument("--length", type=int, default=None, help="kernel length in taps (default: the run's --max-len)")
     p.add_argument("--out", default=None, help="folder for the analysis (default RUN/analysis, which report reads)")
     p.add_argument("--null-draws", type=int, default=DEFAULT_NULL_DRAWS,
                    help=f"freshly initialised models of the run's configuration to place each reading among (default {DEFAULT_NULL_DRAWS}, cached; 0: no null)")
+    p.add_argument("--limit", type=int, default=DEFAULT_FUNCTIONS,
+                   help=f"selective layers (mamba): test functions to read them on, a fixed random sample (default {DEFAULT_FUNCTIONS})")
 
     p = sub.add_parser("probe", help="evaluate a trained run while truncating or band-limiting its kernels")
     p.add_argument("--run", required=True, help="run directory written by train")
@@ -188,7 +191,7 @@ def _evaluate(args) -> None:
 def _analyze(args) -> None:
     from .analysis.run import analyze_run
 
-    summary = analyze_run(args.run, args.length, out=args.out, null_draws=args.null_draws or None)
+    summary = analyze_run(args.run, args.length, out=args.out, null_draws=args.null_draws or None, limit=args.limit)
     if summary["note"]:
         print(summary["note"])
     for layer in summary["layers"]:
@@ -198,6 +201,10 @@ def _analyze(args) -> None:
             f"(~{median['dependency_range_tokens']:.0f} tokens), entropy {median['spectral_entropy_bits']:.3f} bits, "
             f"energy length {median['energy_length_90']:.0f} taps; averaged spectrum {layer['summary']['mean_spectrum']['filter_type']}"
         )
+        if "attention" in layer:
+            span, between = layer["attention"]["effective_range"], layer["attention"]["between_functions"]
+            print(f"  hidden attention over {layer['attention']['functions']} functions: effective range median {span['median']:.0f} lags "
+                  f"(quartiles {span['q1']:.0f}-{span['q3']:.0f}); per-function medians {between['q1']:.0f}-{between['q3']:.0f} (quartiles)")
         if "null" in layer:
             print("  against the untrained null (percentile): " + ", ".join(
                 f"{name} {p['percentile']:.0f}{' OUTSIDE' if p['outside'] else ''}" for name, p in layer["null"].items()))

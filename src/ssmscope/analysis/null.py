@@ -123,11 +123,44 @@ def _draw(arch: str, model_config: ModelConfig, length: int, n: int) -> dict[str
             kernels = extract_kernels(build_model(arch, 2, model_config), length)  # {name: (H, length)}
             if not kernels:
                 return {}
-            summaries = {layer["name"]: layer["summary"] for layer in analyze_kernels(kernels)}  # read as analyze_run reads
-            summaries[MODEL_KEY] = summarize_model(kernels)["summary"]  # the model: every channel pooled
-            for name, summary in summaries.items():
-                for reading, value in layer_readings(summary).items():
-                    values.setdefault(name, {}).setdefault(reading, []).append(value)
+            _collect(values, kernels)
+    return _as_arrays(values)
+
+
+def selective_null_readings(arch: str, model_config: ModelConfig, inputs: dict[str, list[torch.Tensor]], length: int,
+                            n: int = DEFAULT_NULL_DRAWS) -> dict[str, dict[str, np.ndarray]]:
+    """The null of selective layers: {layer name (and MODEL_KEY): {reading: values (n,)}}.
+
+    A selective layer's kernel depends on its input, so its null holds the input fixed:
+    ``inputs`` = {layer name: the inputs u (1, H, L_f) the *trained* model gives that layer on
+    some functions}; draw i builds a fresh model under seed NULL_SEED_BASE + i and reads each of
+    its selective layers on those same inputs, as ``analysis.selective`` reads a trained one. A
+    reading outside this null is one the layer's trained parameters produce and fresh ones do not,
+    on the same data. Not cached: it depends on the trained model through its inputs.
+    """
+    from .selective import read_layer_on_inputs
+
+    if n < MIN_NULL_DRAWS:
+        raise SsmscopeError(f"the untrained null needs at least {MIN_NULL_DRAWS} draws, got {n}; {DEFAULT_NULL_DRAWS} is the default")
+    values: dict[str, dict[str, list[float]]] = {}
+    with torch.random.fork_rng(devices=[]):
+        for i in range(n):
+            torch.manual_seed(NULL_SEED_BASE + i)
+            modules = dict(build_model(arch, 2, model_config).named_modules())
+            _collect(values, {name: read_layer_on_inputs(modules[name], us, length)[0] for name, us in inputs.items()})
+    return _as_arrays(values)
+
+
+def _collect(values: dict[str, dict[str, list[float]]], kernels: dict[str, np.ndarray]) -> None:
+    """Append one draw's readings of every layer and of the model (all channels pooled) to ``values``."""
+    summaries = {layer["name"]: layer["summary"] for layer in analyze_kernels(kernels)}  # read as analyze_run reads
+    summaries[MODEL_KEY] = summarize_model(kernels)["summary"]
+    for name, summary in summaries.items():
+        for reading, value in layer_readings(summary).items():
+            values.setdefault(name, {}).setdefault(reading, []).append(value)
+
+
+def _as_arrays(values: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, np.ndarray]]:
     return {name: {r: np.array(v) for r, v in by_reading.items()} for name, by_reading in values.items()}
 
 

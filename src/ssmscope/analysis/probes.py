@@ -160,21 +160,19 @@ def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, 
 
     Writes JSON (default RUN_DIR/probes/<data name>.json, or test-split.json) and a figure beside it.
     """
-    import json
     from pathlib import Path
 
     from ..data import load_dataset
     from ..data.sources import dataset_stem
     from ..files import write_json
-    from ..train.loop import encode_for_run, load_run, predict, resolve_device
+    from ..train.loop import encode_for_run, load_run, predict, resolve_device, test_split_records
     from ..train.metrics import binary_metrics
 
     dev = resolve_device(device)
     config, vocab, model = load_run(run_dir, dev)
     d = config.data
     if data_path is None:  # the run's own test split, as splits.json recorded it
-        test = set(json.loads((Path(run_dir) / "splits.json").read_text())["test"])
-        records = [r for r in load_dataset(config.data_path, d.code_field, d.label_field, [] if d.skip_bad_lines else None) if r.index in test]
+        records = test_split_records(run_dir, config)
     else:
         records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field, [] if d.skip_bad_lines else None)
     split = encode_for_run(config, vocab, records)

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 TORCH_SCAN_CHUNK = 64  # tokens per checkpointed chunk of the PyTorch scan
+ATTENTION_BLOCK = 64  # rows of the hidden attention computed together (``scan_attention``)
 
 
 def _check_scan_inputs(u, delta, A, B, C, D) -> None:
@@ -171,12 +172,13 @@ def _windowed_scan(u, delta, A, B, C, window: int):
     # PyTorch: the banded part of the hidden attention, a channel block at a time.
     return torch.cat([
         torch.einsum("bdts,bds->bdt", scan_attention(delta[:, block], A[block], B, C, window=window), u[:, block])
-        for block in _channel_blocks(u.shape[1], u.shape[-1])
+        for block in channel_blocks(u.shape[1], u.shape[-1])
     ], dim=1)
 
 
-def _channel_blocks(channels: int, length: int, budget: int = 2**24) -> list[slice]:
-    """Slices of channels such that one block's (L, L) maps hold about ``budget`` numbers per function."""
+def channel_blocks(channels: int, length: int, budget: int = 2**23) -> list[slice]:
+    """Slices of channels such that one block's (L, L) maps hold about ``budget`` numbers per function
+    (at least one channel): what callers of ``scan_attention`` hold at once."""
     step = max(1, budget // max(1, length * length))
     return [slice(i, i + step) for i in range(0, channels, step)]
 
@@ -186,24 +188,44 @@ def scan_attention(delta, A, B, C, window: int | None = None) -> torch.Tensor:
 
         α[t, s] = Σ_n C_t[n] · exp(A[n] · Σ_{k=s+1..t} Δ_k) · Δ_s · B_s[n]     for s ≤ t, else 0,
 
-    so that ``selective_scan(u, delta, A, B, C) == einsum("bdts,bds->bdt", α, u)``. The sums of Δ
-    come from one cumulative sum in float64 (a difference of two sums over up to L tokens). With
-    ``window`` = m only the lags t − s < m are kept. Memory is (batch, D, L, L): callers chunk over
-    functions and channels.
+    so that ``selective_scan(u, delta, A, B, C) == einsum("bdts,bds->bdt", α, u)``. With ``window``
+    = m only the lags t − s < m are kept. Memory is (batch, D, L, L): callers chunk over functions
+    and channels (``channel_blocks``).
+
+    Computed by row blocks of ``ATTENTION_BLOCK`` tokens. With S_t = Σ_{k ≤ t} Δ_k (one cumulative
+    sum, in float64) the decay from s to t is exp(A (S_t − S_s)). Inside a block's diagonal square
+    it is taken as it stands; for the columns s before the block's first row r it factors through r,
+
+        exp(A (S_t − S_s)) = exp(A (S_t − S_r)) · exp(A (S_r − S_s)),      s < r ≤ t,
+
+    both factors ≤ 1 (A < 0, Δ > 0), so nothing overflows and the whole strip is one product over
+    the N states: α[t, s] = Σ_n (C_t[n] e^{A_n (S_t − S_r)}) (e^{A_n (S_r − S_s)} Δ_s B_s[n]). That
+    turns the L² · N exponentials of the definition into a matrix product and L · N · L/T exponentials.
     """
     _check_scan_inputs(delta, delta, A, B, C, None)
-    length = delta.shape[-1]
-    positions = torch.arange(length, device=delta.device)
-    lag = positions[:, None] - positions[None, :]  # (L, L), t − s
-    keep = (lag >= 0) if window is None else (lag >= 0) & (lag < window)  # (L, L)
-    cumulative = torch.cumsum(delta.double(), dim=-1)  # (batch, D, L)
-    gap = (cumulative[..., :, None] - cumulative[..., None, :]).masked_fill(~keep, 0.0).to(delta.dtype)  # (batch, D, L, L)
-    weighted_input = delta[:, :, None, :] * B[:, None, :, :]  # (batch, D, N, L): Δ_s B_s[n]
-    alpha = torch.zeros_like(gap)
-    for n in range(A.shape[-1]):
-        decay = torch.exp(A[None, :, n, None, None] * gap)  # (batch, D, L, L)
-        alpha += C[:, None, n, :, None] * decay * weighted_input[:, :, n, None, :]
-    return alpha.masked_fill(~keep, 0.0)
+    length, dtype = delta.shape[-1], delta.dtype
+    cumulative = torch.cumsum(delta.double(), dim=-1)  # (batch, D, L): S_t
+    B_by_token, C_by_token = B.transpose(1, 2), C.transpose(1, 2)  # (batch, L, N)
+    alpha = delta.new_zeros(*delta.shape, length)  # (batch, D, L, L)
+    for start in range(0, length, ATTENTION_BLOCK):
+        rows = slice(start, min(start + ATTENTION_BLOCK, length))
+        S_rows = cumulative[..., rows]  # (batch, D, T)
+        # The diagonal square, by the definition.
+        gap = (S_rows[..., :, None] - S_rows[..., None, :]).clamp(min=0).to(dtype)  # (batch, D, T, T), 0 above the diagonal
+        decay = torch.exp(gap[..., None] * A[None, :, None, None, :])  # (batch, D, T, T, N)
+        square = torch.einsum("btn,bdtsn,bsn->bdts", C_by_token[:, rows], decay, B_by_token[:, rows]) * delta[:, :, None, rows]
+        alpha[..., rows, rows] = square.tril()
+        # The strip left of it, factored through the block's first row r = start.
+        if start > 0:
+            to_row = (S_rows - cumulative[..., start, None]).to(dtype)  # (batch, D, T): S_t − S_r
+            from_column = (cumulative[..., start, None] - cumulative[..., :start]).to(dtype)  # (batch, D, r): S_r − S_s
+            left = C_by_token[:, None, rows, :] * torch.exp(to_row[..., None] * A[None, :, None, :])  # (batch, D, T, N)
+            right = torch.exp(from_column[..., None] * A[None, :, None, :]) * (delta[..., :start, None] * B_by_token[:, None, :start, :])  # (batch, D, r, N)
+            alpha[..., rows, :start] = left @ right.transpose(-1, -2)  # (batch, D, T, r)
+    if window is not None:
+        positions = torch.arange(length, device=delta.device)
+        alpha = alpha.masked_fill(positions[:, None] - positions[None, :] >= window, 0.0)
+    return alpha
 
 
 # The Mamba block.
@@ -264,6 +286,11 @@ class Mamba(nn.Module):
         low_rank, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(low_rank)).transpose(1, 2)  # (B, E, L)
         return x, delta, B.transpose(1, 2), C.transpose(1, 2), z
+
+    def selective_inputs(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(Δ (B, E, L), A (E, N), B, C (B, N, L)) for input u (B, H, L): the contract ``analysis.selective`` reads."""
+        _, delta, B, C, _ = self.scan_inputs(u)
+        return delta, self.A(), B, C
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         x, delta, B, C, z = self.scan_inputs(u)

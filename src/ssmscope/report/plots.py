@@ -116,6 +116,25 @@ def plot_training_spectra(epochs: list[dict], out_dir: Path) -> list[Path]:
     return _save(fig, Path(out_dir) / "training_spectra")
 
 
+def plot_lag_profile(layer: dict, out_dir: Path, title: str) -> list[Path]:
+    """A selective layer's attention mass by lag (log-log) with its effective range's quartiles."""
+    attention = layer["attention"]
+    profile = np.asarray(attention["lag_profile"])
+    lags = np.flatnonzero(profile > 0)
+    span = attention["effective_range"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot(lags + 1, profile[lags], lw=1.5, label="mean |α[t, t − l]| over positions, channels, functions")
+    ax.axvspan(span["q1"], span["q3"], color="orange", alpha=0.25, label=f"effective range, quartiles over rows ({span['fraction']:.0%} of mass)")
+    ax.axvline(span["median"], color="orange", lw=1.5, label=f"median {span['median']:.0f} lags")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("lag l + 1 (tokens)")
+    ax.set_ylabel("attention mass")
+    ax.set_title(f"{title}: hidden attention by lag ({attention['functions']} functions)")
+    ax.legend(fontsize=7)
+    return _save(fig, Path(out_dir) / f"{slug(layer['name'])}_lag_profile")
+
+
 def plot_probes(results: dict, path_stem: Path) -> list[Path]:
     """F1 against the number of kept kernel taps (log axis) with the used range, and F1 per band:
     every layer at once (solid) and, when probed, each layer alone (thin)."""

@@ -442,6 +442,13 @@ def load_run(run_dir: str | Path, device: torch.device | None = None) -> tuple[R
     return config, vocab, model.to(device or torch.device("cpu")).eval()
 
 
+def test_split_records(run_dir: str | Path, config: RunConfig) -> list:
+    """The records of the run's own test split, as its splits.json recorded them (in file order)."""
+    d = config.data
+    test = set(json.loads((Path(run_dir) / "splits.json").read_text())["test"])
+    return [r for r in load_dataset(config.data_path, d.code_field, d.label_field, [] if d.skip_bad_lines else None) if r.index in test]
+
+
 def encode_for_run(config: RunConfig, vocab: Vocab, records) -> EncodedSplit:
     """Records tokenized, truncated and encoded exactly as the run's own data was."""
     d = config.data
