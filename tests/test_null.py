@@ -218,7 +218,7 @@ def test_analyze_places_every_kernel_layer_in_the_null(tiny_runs, cache_dir):
     run = tiny_runs / "conv_s4d"
     summary = analyze_run(run, figures=False)
     key = null_cache_key("conv_s4d", SMALL, 64, DEFAULT_NULL_DRAWS)
-    assert summary["null"] == {"n": DEFAULT_NULL_DRAWS, "level": 0.95, "cache_key": key}
+    assert summary["null"] == {"n": DEFAULT_NULL_DRAWS, "level": 0.95, "cache_key": key, "functions": None}  # functions: selective layers only
     assert json.loads((run / "analysis" / "summary.json").read_text())["null"] == summary["null"]
     null = json.loads((cache_dir / f"null-{key}.json").read_text())["layers"]
     with np.load(run / "analysis" / "kernels.npz") as npz:

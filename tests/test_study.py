@@ -204,7 +204,7 @@ def test_probe_command_and_report_column(trained, tiny_data, tmp_path, capsys):
     assert main(["probe", "--run", str(trained["s4d"]), "--data", str(tiny_data)]) == 0
     assert "used range" in capsys.readouterr().out
     results = json.loads((trained["s4d"] / "probes" / "tiny.json").read_text())
-    assert results["functions"] == 120 and results["has_kernels"]
+    assert results["functions"] == 120 and results["has_ssm_layers"]
     full = results["truncation"][-1]
     longest = max(len(lex(json.loads(line)["code"])) for line in tiny_data.read_text().splitlines())
     assert [t["taps"] for t in results["truncation"]] == [0, 1, 2, 4, 8, 16, 32, longest]

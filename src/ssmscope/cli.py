@@ -219,14 +219,15 @@ def _probe(args) -> None:
 
     with threads_set_to(args.threads):
         results = probe_run(args.run, args.data, args.out, args.code_field, args.label_field, args.device, per_layer=not args.no_per_layer)
-    if not results["has_kernels"]:
-        print("this model has no SSM kernel to probe")
+    if not results["has_ssm_layers"]:
+        print("this model has no SSM layer to probe")
         return
     print(f"unmodified F1 {results['unmodified']['f1']:.4f}")
     for name, probe in {"all layers": results, **results.get("layers", {})}.items():
         print(f"{name}: used range {probe['used_range_tokens']} taps (AUC: {probe['used_range_auc_tokens']})")
         print("  truncation: " + "  ".join(f"{t['taps']}:{t['f1']:.3f}" for t in probe["truncation"]))
-        print("  bands: " + "  ".join(f"{band} {b['f1']:.3f}" for band, b in probe["bands"].items()))
+        if probe["bands"]:  # none for selective layers
+            print("  bands: " + "  ".join(f"{band} {b['f1']:.3f}" for band, b in probe["bands"].items()))
 
 
 def _data(args) -> None:

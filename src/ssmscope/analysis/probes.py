@@ -19,9 +19,14 @@ reaches the output through layers with ranges m_1 .. m_N over at most Σ m_i −
 the model's range is at most the sum of its layers' ranges, and the probes measure how much of
 that the model uses (docs/METHODS.md, "Depth").
 
-The D skip term (lag 0 identity path) is left alone in both. Interventions go through the one
-contract analysis has with a model: a module with ``kernel(L)``; during a probe that method is
-replaced on the instance and restored afterwards.
+The D skip term (lag 0 identity path) is left alone in both. Interventions go through the
+contracts analysis has with a model: a module with ``kernel(L)`` (during a probe that method is
+replaced on the instance and restored afterwards), or a selective layer (``selective_inputs``,
+Mamba), whose input-dependent kernel has no taps to cut: there truncation to m tokens makes the
+state forget everything older than m tokens (``Mamba.memory_window``; the scan then keeps
+h_t^(m) = Σ_{s=t−m+1..t} exp(A Σ_{k=s+1..t} Δ_k) Δ_s B_s u_s, the hidden attention's lags < m,
+just as the kernel's first m taps are its lags < m). Band filtering needs a kernel: a model
+whose layers are all selective has no band probes ("bands" is empty).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch
 from torch import nn
 
 from .kernels import kernel_modules
+from .selective import selective_modules
 from .spectral import DEFAULT_BAND_EDGES
 
 USED_RANGE_FRACTION = 0.9
@@ -58,6 +64,36 @@ def intervene(model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor
                 module.kernel = original
             else:
                 del module.kernel  # the class method shows through again
+
+
+def probed_layers(model: nn.Module) -> list[str]:
+    """Names of the layers a probe intervenes on: every kernel layer and every selective layer, in model order."""
+    names = {name for name, _ in kernel_modules(model)} | {name for name, _ in selective_modules(model)}
+    return [name for name, _ in model.named_modules() if name in names]
+
+
+@contextmanager
+def truncated(model: nn.Module, m: int, only: str | None = None) -> Iterator[None]:
+    """Within the block every probed layer (or only the one named ``only``) sees at most m tokens back:
+    kernel layers keep their first m taps, selective layers remember the last m tokens."""
+    selective = [module for name, module in selective_modules(model) if only is None or name == only]
+    has_kernels = any(only is None or name == only for name, _ in kernel_modules(model))
+    if not selective and not has_kernels:
+        raise ValueError(f"no probed layer named {only!r}")
+    previous = [module.memory_window for module in selective]
+    try:
+        for module in selective:
+            module.memory_window = m
+        with intervene(model, truncate(m), only) if has_kernels else _nothing():
+            yield
+    finally:
+        for module, window in zip(selective, previous):
+            module.memory_window = window
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def truncate(m: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -132,13 +168,14 @@ def _probe_set(model, score, length: int, band_edges: tuple[float, float], full:
     """Truncations, used ranges and bands with the layer ``only`` (None: every layer) intervened on."""
     truncations = []
     for m in truncation_grid(length):
-        with intervene(model, truncate(m), only):
+        with truncated(model, m, only):
             truncations.append({"taps": m, **_brief(score(model))})
     low, high = band_edges
     bands = {}
-    for name, (a, b) in {"low": (0.0, low), "mid": (low, high), "high": (high, 0.5)}.items():
-        with intervene(model, band_pass(a, b), only):
-            bands[name] = {"range_cycles_per_sample": [a, b], **_brief(score(model))}
+    if any(only is None or name == only for name, _ in kernel_modules(model)):
+        for name, (a, b) in {"low": (0.0, low), "mid": (low, high), "high": (high, 0.5)}.items():
+            with intervene(model, band_pass(a, b), only):
+                bands[name] = {"range_cycles_per_sample": [a, b], **_brief(score(model))}
     return {
         "truncation": truncations,
         "used_range_tokens": used_range(truncations, full["f1"]),
@@ -177,13 +214,13 @@ def probe_run(run_dir, data_path=None, out=None, code_field: str | None = None, 
         records = load_dataset(data_path, code_field or d.code_field, label_field or d.label_field, [] if d.skip_bad_lines else None)
     split = encode_for_run(config, vocab, records)
     data_name = f"{config.data_path} (test split)" if data_path is None else str(data_path)
-    results = {"run": str(run_dir), "data": data_name, "functions": len(records), "has_kernels": bool(kernel_modules(model))}
-    if results["has_kernels"]:
+    results = {"run": str(run_dir), "data": data_name, "functions": len(records), "has_ssm_layers": bool(probed_layers(model))}
+    if results["has_ssm_layers"]:
         results.update(run_probes(model, lambda m: binary_metrics(split.labels, predict(m, split, config.train.batch_size, dev)), int(split.lengths.max()), per_layer=per_layer))
     out = Path(out) if out else Path(run_dir) / "probes" / f"{dataset_stem(data_path) if data_path else 'test-split'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, results)
-    if results["has_kernels"]:
+    if results["has_ssm_layers"]:
         from ..report.plots import plot_probes
 
         plot_probes(results, out.with_suffix(""))

@@ -137,8 +137,11 @@ def plot_lag_profile(layer: dict, out_dir: Path, title: str) -> list[Path]:
 
 def plot_probes(results: dict, path_stem: Path) -> list[Path]:
     """F1 against the number of kept kernel taps (log axis) with the used range, and F1 per band:
-    every layer at once (solid) and, when probed, each layer alone (thin)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    every layer at once (solid) and, when probed, each layer alone (thin). Selective layers have
+    no bands: without any band results the figure is the truncation panel alone."""
+    bands = list(results["bands"])
+    fig, axes = plt.subplots(1, 2 if bands else 1, figsize=(10 if bands else 7, 3.8), gridspec_kw={"width_ratios": [2, 1]} if bands else None)
+    left = axes[0] if bands else axes
     sets = {"all layers": results, **results.get("layers", {})}
     for label, probe in sets.items():
         rows = probe["truncation"]
@@ -150,15 +153,16 @@ def plot_probes(results: dict, path_stem: Path) -> list[Path]:
     if results["used_range_tokens"] is not None:
         left.axvline(max(results["used_range_tokens"], 0.5), color="red", lw=1)
     left.set_xscale("log", base=2)
-    left.set_xlabel("kernel taps kept (0 shown at 0.5)")
+    left.set_xlabel("kernel taps kept / tokens remembered (0 shown at 0.5)")
     left.set_ylabel("F1 (vulnerable)")
     left.legend(fontsize=7)
-    bands = list(results["bands"])
-    width = 0.8 / len(sets)
-    for i, (label, probe) in enumerate(sets.items()):
-        right.bar([b + (i - (len(sets) - 1) / 2) * width for b in range(len(bands))], [probe["bands"][n]["f1"] for n in bands], width, label=label)
-    right.set_xticks(range(len(bands)), bands)
-    right.axhline(results["unmodified"]["f1"], color="gray", ls="--", lw=1)
-    right.set_ylabel("F1 with only this band")
-    fig.suptitle("kernel probes (truncating or band-limiting all layers at once, and each alone)" if len(sets) > 1 else "kernel probes")
+    if bands:
+        right = axes[1]
+        width = 0.8 / len(sets)
+        for i, (label, probe) in enumerate(sets.items()):
+            right.bar([b + (i - (len(sets) - 1) / 2) * width for b in range(len(bands))], [probe["bands"][n]["f1"] for n in bands], width, label=label)
+        right.set_xticks(range(len(bands)), bands)
+        right.axhline(results["unmodified"]["f1"], color="gray", ls="--", lw=1)
+        right.set_ylabel("F1 with only this band")
+    fig.suptitle("probes (truncating or band-limiting all layers at once, and each alone)" if len(sets) > 1 else "probes")
     return _save(fig, Path(path_stem))

@@ -61,6 +61,11 @@ class RunRecord:
     test: RunPredictions | None = None  # the test split of predictions.csv, sorted by record index; None for older runs
 
 
+def probed(probe: dict) -> bool:
+    """Whether a probes/*.json file holds probe results (key "has_kernels" in files written before selective layers)."""
+    return bool(probe.get("has_ssm_layers", probe.get("has_kernels")))
+
+
 def load_run_record(run_dir: str | Path) -> RunRecord:
     run_dir = Path(run_dir)
     for name in ("config.json", "metrics.json"):
@@ -73,7 +78,7 @@ def load_run_record(run_dir: str | Path) -> RunRecord:
     figures = sorted((run_dir / "analysis").glob("*.png"), key=lambda path: _figure_order(path, layer_order)) if analysis else []
     probe_files = sorted((run_dir / "probes").glob("*.json"))
     probes = [json.loads(p.read_text()) for p in probe_files]
-    figures += [p.with_suffix(".png") for p, r in zip(probe_files, probes) if r.get("has_kernels") and p.with_suffix(".png").is_file()]
+    figures += [p.with_suffix(".png") for p, r in zip(probe_files, probes) if probed(r) and p.with_suffix(".png").is_file()]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = load_run_predictions(run_dir) if (run_dir / PREDICTIONS_FILE).is_file() else None
     return RunRecord(run_dir, _display_name(config), config.train.seed, metrics, analysis, figures, probes, test)
@@ -169,8 +174,8 @@ def table_rows(records: list[RunRecord]) -> list[dict]:
             "filter type": (", ".join(f"{t} ({n}/{len(models)})" for t, n in types.most_common()) + _null_mark(runs, "band_pass_share")) if models else "no SSM kernel",
             "dependency range": _mean_std([m["dependency_range_tokens"] for m in medians], 1) + _null_mark(runs, "dependency_range_tokens"),
             "energy length": _mean_std([m["energy_length_90"] for m in medians], 1) + _null_mark(runs, "energy_length_90"),
-            "probed range": _mean_std([p["used_range_tokens"] for r in runs for p in r.probes[:1] if p.get("has_kernels")], 1),
-            "probed range (AUC)": _mean_std([p.get("used_range_auc_tokens") for r in runs for p in r.probes[:1] if p.get("has_kernels")], 1),
+            "probed range": _mean_std([p["used_range_tokens"] for r in runs for p in r.probes[:1] if probed(p)], 1),
+            "probed range (AUC)": _mean_std([p.get("used_range_auc_tokens") for r in runs for p in r.probes[:1] if probed(p)], 1),
         })
     return rows
 
@@ -205,7 +210,11 @@ LAYER_NOTE = (
     "layers pooled. Each reading is the channel median (band-pass share: of channels), with pNN its percentile among "
     f"freshly initialised models of the same configuration and {INSIDE_NULL} where it lies inside their central 95%. "
     "Probed range: the fewest taps of this layer alone (the others intact) that keep 90% of the model's F1; for the "
-    "pooled row, of every layer at once (the model's range)."
+    "pooled row, of every layer at once (the model's range). Selective layers (mamba) are read through their mean "
+    "effective kernel on test functions; their percentiles compare the layer with fresh ones on the same inputs "
+    "(a few functions, so the value beside pNN is the reading on those); attention range: the fewest lags holding "
+    "90% of a row's hidden-attention mass, median (quartiles) over rows; their probed range truncates the state's "
+    "memory to m tokens."
 )
 PAIRWISE_NOTE = (
     "Paired differences A − B on the same test functions (ssmscope compare): the difference, its 95% interval "
@@ -258,6 +267,12 @@ def pairwise_rows(records: list[RunRecord]) -> list[dict]:
 LAYER_READINGS = {"dominant_frequency": ("dominant frequency", 4), "spectral_entropy_bits": ("spectral entropy", 3),
                   "energy_length_90": ("energy length", 1), "dependency_range_tokens": ("dependency range", 1), "band_pass_share": ("band-pass share", 2)}
 LAYER_COLUMNS = ("layer", "depth", *(label for label, _ in LAYER_READINGS.values()), "probed range", "probed range (AUC)")
+ATTENTION_COLUMN = "attention range"  # selective layers: effective range of the hidden attention, median (quartiles) over rows
+
+
+def layer_columns(layers: list[dict]) -> tuple[str, ...]:
+    """LAYER_COLUMNS, and the attention range when some layer is selective."""
+    return LAYER_COLUMNS + ((ATTENTION_COLUMN,) if any(ATTENTION_COLUMN in row for row in layers) else ())
 ALL_LAYERS = "model (all layers)"
 
 
@@ -269,13 +284,13 @@ def layer_rows(record: RunRecord) -> list[dict]:
     truncated (the model row: every layer at once)."""
     if not record.analysis or not record.analysis.get("layers"):
         return []
-    probe = next((p for p in record.probes if p.get("has_kernels")), None)
+    probe = next((p for p in record.probes if probed(p)), None)
     alone = (probe or {}).get("layers", {})
     model = record.analysis["model"]
     entries = [(l["name"], str(layer_depth(l["name"])), l["summary"], l.get("null"), alone.get(l["name"])) for l in record.analysis["layers"]]
     entries.append((ALL_LAYERS, "", model["summary"], model.get("null"), probe))
     rows = []
-    for name, depth, summary, placed, probed in entries:
+    for name, depth, summary, placed, layer_probe in entries:
         row = {"layer": name, "depth": depth}
         values = None if placed else layer_readings(summary)
         for reading, (label, digits) in LAYER_READINGS.items():
@@ -284,9 +299,14 @@ def layer_rows(record: RunRecord) -> list[dict]:
                 row[label] = f"{p['value']:.{digits}f} (p{p['percentile']:.0f})" + ("" if p["outside"] else f" {INSIDE_NULL}")
             else:
                 row[label] = f"{values[reading]:.{digits}f}"
-        row["probed range"] = "–" if probed is None or probed["used_range_tokens"] is None else str(probed["used_range_tokens"])
-        row["probed range (AUC)"] = "–" if probed is None or probed.get("used_range_auc_tokens") is None else str(probed["used_range_auc_tokens"])
+        row["probed range"] = "–" if layer_probe is None or layer_probe["used_range_tokens"] is None else str(layer_probe["used_range_tokens"])
+        row["probed range (AUC)"] = "–" if layer_probe is None or layer_probe.get("used_range_auc_tokens") is None else str(layer_probe["used_range_auc_tokens"])
         rows.append(row)
+    attention = {l["name"]: l["attention"]["effective_range"] for l in record.analysis["layers"] if l.get("attention")}
+    if attention:
+        for row in rows:
+            span = attention.get(row["layer"])
+            row[ATTENTION_COLUMN] = f"{span['median']:.0f} ({span['q1']:.0f}–{span['q3']:.0f})" if span else "–"
     return rows
 
 
@@ -344,7 +364,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
         if note:
             md += [note, ""]
         if layers:
-            md += [LAYER_NOTE, "", _markdown_table(layers, LAYER_COLUMNS), ""]
+            md += [LAYER_NOTE, "", _markdown_table(layers, layer_columns(layers)), ""]
         md += [f"![{f.stem}](figures/{f.name})" for f in figs] + [""]
     (out_dir / "report.md").write_text("\n".join(md))
 
@@ -397,7 +417,7 @@ def _html(title: str, rows: list[dict], pairs: list[dict], overlay: Path | None,
         if note:
             parts.append(f"<p>{e(note)}</p>")
         if layers:
-            parts += [f"<p>{e(LAYER_NOTE)}</p>", _html_table(layers, LAYER_COLUMNS)]
+            parts += [f"<p>{e(LAYER_NOTE)}</p>", _html_table(layers, layer_columns(layers))]
         parts += [_img(f) for f in figs]
     parts.append("</body></html>")
     return "\n".join(parts)
