@@ -221,7 +221,7 @@ def test_probe_command_and_report_column(trained, tiny_data, tmp_path, capsys):
     assert results["truncation"][0]["f1"] == silenced["f1"] and results["truncation"][0]["roc_auc"] == pytest.approx(silenced["roc_auc"])
     assert (trained["s4d"] / "probes" / "tiny.png").is_file()
     assert main(["probe", "--run", str(trained["cnn"]), "--data", str(tiny_data)]) == 0
-    assert "no SSM kernel" in capsys.readouterr().out
+    assert "no SSM layer" in capsys.readouterr().out
     analyze_run(trained["s4d"])
     write_report([trained["s4d"], trained["cnn"]], tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
