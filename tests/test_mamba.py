@@ -153,3 +153,120 @@ def test_mamba_initialisation():
     dt = torch.nn.functional.softplus(block.dt_proj.bias)  # Δ of a zero low-rank input
     assert dt.min() >= 1e-3 * (1 - 1e-5) and dt.max() <= 1e-1 * (1 + 1e-5)
     assert block.dt_rank == 4 and tuple(block.x_proj.weight.shape) == (4 + 32, 128)
+
+
+# Reading selective layers (analysis.selective), probes and a whole run.
+
+import copy  # noqa: E402
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from ssmscope.analysis.probes import run_probes, truncated  # noqa: E402
+from ssmscope.analysis.selective import LayerReading, lag_major, read_layer_on_inputs, row_ranges  # noqa: E402
+from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from ssmscope.models import build_model  # noqa: E402
+from ssmscope.pipeline import reproduce  # noqa: E402
+from ssmscope.train.metrics import binary_metrics  # noqa: E402
+
+SMALL = ModelConfig(embed_dim=16, mamba_d_state=4)
+
+
+class TimeInvariant(torch.nn.Module):
+    """A 'selective' layer whose Δ, B and C do not depend on the token: its hidden attention is the
+    Toeplitz matrix of the kernel K[l] = Σ_n C[n] exp(A[n] Δ l) Δ B[n] (closed form)."""
+
+    def __init__(self, dt, A, B, C):
+        super().__init__()
+        self.dt, self.A, self.B, self.C = dt, A, B, C  # (D,), (D, N), (N,), (N,)
+
+    def selective_inputs(self, u):
+        L = u.shape[-1]
+        return (self.dt[None, :, None].expand(1, -1, L), self.A, self.B[None, :, None].expand(1, -1, L), self.C[None, :, None].expand(1, -1, L))
+
+    def kernel(self, L):  # (D, L), the closed form
+        lags = torch.arange(L, dtype=torch.float64)
+        decay = torch.exp(self.A[:, :, None] * self.dt[:, None, None] * lags)  # (D, N, L)
+        return torch.einsum("n,dnl->dl", self.C * self.B, decay) * self.dt[:, None]
+
+
+def test_a_time_invariant_layer_reads_as_its_kernel():
+    g = torch.Generator().manual_seed(3)
+    layer = TimeInvariant(torch.tensor([0.05, 0.2, 0.5], dtype=torch.float64), -torch.rand(3, 4, generator=g, dtype=torch.float64) - 0.1,
+                          torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64))
+    inputs = [torch.zeros(1, 3, n, dtype=torch.float64) for n in (40, 25, 60)]  # only the lengths matter
+    kernel, readings = read_layer_on_inputs(layer, inputs, length=64)
+    K = layer.kernel(64).numpy()
+    np.testing.assert_allclose(kernel[:, :60], K[:, :60], rtol=1e-10, atol=1e-14)  # every lag reached is the kernel
+    assert np.all(kernel[:, 60:] == 0)  # lags no function reaches
+    # lag profile: mean |K[l]| over channels, weighted alike at every lag
+    np.testing.assert_allclose(readings["lag_profile"][:60], np.abs(K[:, :60]).mean(0), rtol=1e-10)
+    # effective range of row t, by hand: fewest lags r with Σ_{l<r} |K[l]| ≥ 0.9 Σ_{l≤t} |K[l]|
+    by_hand = [next(r for r in range(1, t + 2) if np.abs(K[d, :r]).sum() >= 0.9 * np.abs(K[d, : t + 1]).sum())
+               for n in (40, 25, 60) for d in range(3) for t in range(n)]
+    q1, median, q3 = (float(np.percentile(by_hand, q, method="inverted_cdf")) for q in (25, 50, 75))
+    assert (readings["effective_range"]["q1"], readings["effective_range"]["median"], readings["effective_range"]["q3"]) == (q1, median, q3)
+    assert readings["functions"] == 3
+
+
+def test_lag_major_and_row_ranges_by_hand():
+    alpha = torch.tensor([[[1.0, 0, 0], [2.0, 3.0, 0], [4.0, 5.0, 6.0]]])  # [t, s]
+    assert torch.equal(lag_major(alpha), torch.tensor([[[1.0, 0, 0], [3.0, 2.0, 0], [6.0, 5.0, 4.0]]]))  # [t, l]
+    # row 2 by lag: 6, 5, 4 (total 15): 90% = 13.5 needs all three lags; row 1: 3, 2 → both
+    assert row_ranges(lag_major(alpha)).tolist() == [[1, 2, 3]]
+    assert row_ranges(torch.zeros(1, 2, 2)).tolist() == [[0, 0]]  # no mass: no range
+
+
+def test_truncating_every_mamba_layer_to_zero_equals_the_model_without_B():
+    """Memory 0 everywhere leaves D·u in each block; a second path: W_B = 0 makes every state 0."""
+    torch.manual_seed(4)
+    model = build_model("mamba-2layers", 30, SMALL).eval()
+    tokens, lengths = torch.randint(1, 30, (3, 21)), torch.tensor([21, 14, 5])
+    without_B = copy.deepcopy(model)
+    with torch.no_grad():
+        for _, block in without_B.named_modules():
+            if isinstance(block, Mamba):
+                block.x_proj.weight[block.dt_rank : block.dt_rank + block.d_state] = 0
+        with truncated(model, 0):
+            forgetful = model(tokens, lengths)
+        assert not torch.equal(forgetful, model(tokens, lengths))
+        torch.testing.assert_close(forgetful, without_B(tokens, lengths), rtol=0, atol=0)
+        with truncated(model, 21):  # the whole function: the model itself
+            assert torch.equal(model(tokens, lengths), model(tokens, lengths))
+    assert all(m.memory_window is None for m in model.modules() if isinstance(m, Mamba))  # restored
+
+
+def test_mamba_probes_have_every_layer_and_no_bands():
+    torch.manual_seed(5)
+    model = build_model("mamba-2layers", 30, SMALL).eval()
+    tokens, lengths = torch.randint(1, 30, (50, 20)), torch.randint(4, 21, (50,))
+    with torch.no_grad():
+        logits = model(tokens, lengths)
+    labels = (logits > logits.median()).long().numpy()
+
+    def score(m):
+        with torch.no_grad():
+            return binary_metrics(labels, torch.sigmoid(m(tokens, lengths)).double().numpy())
+
+    results = run_probes(model, score, length=20)
+    assert list(results["layers"]) == ["branches.mamba.blocks.0.mamba", "branches.mamba.blocks.1.mamba"]
+    assert results["bands"] == {} and results["truncation"][-1]["roc_auc"] == results["unmodified"]["roc_auc"]
+
+
+def test_a_mamba_run_is_trained_analysed_probed_and_reported(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"code": f"int f{i}(int a) {{ int b = a * {i % 7}; return b > {i % 3}; }}", "label": i % 2}) + "\n"
+                            for i in range(80)))
+    base = RunConfig("mamba", str(data), DataConfig(max_len=32, min_count=1), SMALL, TrainConfig(epochs=1))
+    rows, report = reproduce(base, tmp_path / "study", archs=("mamba-2layers",), seeds=(0,), log=lambda s: None)
+    run = tmp_path / "study" / "runs" / "mamba-2layers-seed0"
+    summary = json.loads((run / "analysis" / "summary.json").read_text())
+    names = ["branches.mamba.blocks.0.mamba", "branches.mamba.blocks.1.mamba"]
+    assert [(l["name"], l["depth"], l["kind"]) for l in summary["layers"]] == [(names[0], 0, "selective"), (names[1], 1, "selective")]
+    assert all(l["null"] and l["attention"]["functions"] == summary["functions"]["n"] for l in summary["layers"])
+    assert summary["functions"]["n"] == len(json.loads((run / "splits.json").read_text())["test"])
+    assert sorted(np.load(run / "analysis" / "kernels.npz").files) == sorted(names)
+    probes = json.loads((run / "probes" / "test-split.json").read_text())
+    assert probes["has_ssm_layers"] and list(probes["layers"]) == names
+    md = (report.parent / "report.md").read_text()
+    assert "| mamba-2layers | 1 |" in md and "attention range" in md.split("## mamba-2layers (seed 0)")[1]

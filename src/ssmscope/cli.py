@@ -92,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON file for the metrics (default RUN/evaluations/<data name>.json; predictions in <name>.predictions.csv beside it)")
 
     p = sub.add_parser("analyze", help="extract and measure every SSM layer of a trained run (S4D kernels, Mamba's hidden attention)")
-    p.add_argument("--run", required=True, help="run directory written by train")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run directory written by train")
+    source.add_argument("--kernels", metavar="FILE.npz", help="kernel banks another project exported: one array per layer, (H, L) kernels "
+                        "or (B, H, L, L) causal attention maps (needs --out)")
     p.add_argument("--length", type=int, default=None, help="kernel length in taps (default: the run's --max-len)")
     p.add_argument("--out", default=None, help="folder for the analysis (default RUN/analysis, which report reads)")
     p.add_argument("--null-draws", type=int, default=DEFAULT_NULL_DRAWS,
@@ -189,9 +192,16 @@ def _evaluate(args) -> None:
 
 
 def _analyze(args) -> None:
-    from .analysis.run import analyze_run
+    if args.kernels:
+        from .analysis.external import analyze_kernel_file
 
-    summary = analyze_run(args.run, args.length, out=args.out, null_draws=args.null_draws or None, limit=args.limit)
+        if not args.out:
+            raise SsmscopeError("analyze --kernels: give --out DIR, the folder for the summary, figures and report")
+        summary = analyze_kernel_file(args.kernels, args.out)
+    else:
+        from .analysis.run import analyze_run
+
+        summary = analyze_run(args.run, args.length, out=args.out, null_draws=args.null_draws or None, limit=args.limit)
     if summary["note"]:
         print(summary["note"])
     for layer in summary["layers"]:

@@ -152,13 +152,14 @@ def run_probes(
 
     ``score(model)`` returns a metrics dict with at least "f1" (see train.metrics); ``length`` is
     the largest sequence length the data reaches (the kernel length the model uses). The
-    interventions touch every kernel layer at once; with ``per_layer`` and more than one kernel
-    layer they are repeated for each layer alone, under "layers" = {name: the same keys}.
+    interventions touch every probed layer (``probed_layers``: kernel and selective) at once; with
+    ``per_layer`` and more than one such layer they are repeated for each layer alone, under
+    "layers" = {name: the same keys}.
     """
     model.eval()
     full = _brief(score(model))
     results = {"unmodified": full, **_probe_set(model, score, length, band_edges, full, only=None)}
-    names = [name for name, _ in kernel_modules(model)]
+    names = probed_layers(model)
     if per_layer and len(names) > 1:
         results["layers"] = {name: _probe_set(model, score, length, band_edges, full, only=name) for name in names}
     return results

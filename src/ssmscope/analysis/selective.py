@@ -73,7 +73,7 @@ def row_ranges(alpha_by_lag: torch.Tensor, fraction: float = RANGE_FRACTION) -> 
     return torch.where(total[..., 0] > 0, ranges, torch.zeros_like(ranges))
 
 
-class _LayerReading:
+class LayerReading:
     """Running sums of one selective layer over functions (see the module docstring)."""
 
     def __init__(self, channels: int, length: int):
@@ -87,9 +87,16 @@ class _LayerReading:
     def add(self, delta, A, B, C) -> None:
         """One function's scan inputs: Δ (1, D, L_f), A (D, N), B, C (1, N, L_f)."""
         L_f = delta.shape[-1]
+        self.add_attention(lag_major(scan_attention(delta[:, block], A[block], B, C))[0] for block in channel_blocks(delta.shape[1], L_f))
+
+    def add_attention(self, blocks) -> None:
+        """One function's hidden attention by lag, as consecutive channel blocks (c, L_f, L_f) [channel, t, l]."""
         histogram = np.zeros(self.length + 1, dtype=np.int64)
-        for block in channel_blocks(delta.shape[1], L_f):
-            by_lag = lag_major(scan_attention(delta[:, block], A[block], B, C))[0]  # (c, L_f, L_f) [channel, t, l]
+        start = 0
+        for by_lag in blocks:
+            L_f = by_lag.shape[-1]
+            block = slice(start, start + by_lag.shape[0])
+            start = block.stop
             self.kernel_sum[block, :L_f] += by_lag.sum(1).double().cpu().numpy()
             self.lag_mass[:L_f] += by_lag.abs().sum((0, 1)).double().cpu().numpy()
             histogram += np.bincount(row_ranges(by_lag).flatten().cpu().numpy(), minlength=self.length + 1)[: self.length + 1]
@@ -148,7 +155,7 @@ def read_layer_on_inputs(module: nn.Module, inputs: list[torch.Tensor], length: 
     reading = None
     for u in inputs:
         delta, A, B, C = module.selective_inputs(u)
-        reading = reading or _LayerReading(delta.shape[1], length)
+        reading = reading or LayerReading(delta.shape[1], length)
         reading.add(delta, A, B, C)
     return reading.result()
 

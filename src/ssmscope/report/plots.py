@@ -86,10 +86,10 @@ def plot_layer(bank: np.ndarray, layer: dict, out_dir: Path, title: str) -> list
 
     # Histograms over channels.
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.hist(dominant, bins=30)
+    _histogram(left, dominant)
     left.set_xlabel("dominant frequency (cycles/sample)")
     left.set_ylabel("channels")
-    right.hist(entropy, bins=30)
+    _histogram(right, entropy)
     right.set_xlabel("spectral entropy (bits)")
     fig.suptitle(title)
     paths += _save(fig, stem.with_name(stem.name + "_histograms"))
@@ -114,6 +114,15 @@ def plot_training_spectra(epochs: list[dict], out_dir: Path) -> list[Path]:
     axes[0].legend(fontsize=8)
     fig.suptitle("kernel spectra during training: median and inter-quartile range over channels")
     return _save(fig, Path(out_dir) / "training_spectra")
+
+
+def _histogram(ax, values: np.ndarray, bins: int = 30) -> None:
+    """ax.hist with 30 bins, or one bar when the values (nearly) coincide (numpy cannot split a zero range)."""
+    span = np.ptp(values)
+    if span <= 1e-9 * max(1.0, np.abs(values).max()):
+        ax.hist(values, bins=1, range=(values.min() - 0.5, values.max() + 0.5) if span == 0 else None)
+    else:
+        ax.hist(values, bins=bins)
 
 
 def plot_lag_profile(layer: dict, out_dir: Path, title: str) -> list[Path]:

@@ -288,7 +288,8 @@ def layer_rows(record: RunRecord) -> list[dict]:
     alone = (probe or {}).get("layers", {})
     model = record.analysis["model"]
     entries = [(l["name"], str(layer_depth(l["name"])), l["summary"], l.get("null"), alone.get(l["name"])) for l in record.analysis["layers"]]
-    entries.append((ALL_LAYERS, "", model["summary"], model.get("null"), probe))
+    if model:  # None only for kernels of different lengths read from a file (analysis.external)
+        entries.append((ALL_LAYERS, "", model["summary"], model.get("null"), probe))
     rows = []
     for name, depth, summary, placed, layer_probe in entries:
         row = {"layer": name, "depth": depth}
@@ -390,9 +391,9 @@ def _html_table(rows: list[dict], columns) -> str:
     return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
-def _html(title: str, rows: list[dict], pairs: list[dict], overlay: Path | None, sections) -> str:
+def _html_head(title: str) -> list[str]:
     e = html.escape
-    parts = [
+    return [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
@@ -401,6 +402,31 @@ def _html(title: str, rows: list[dict], pairs: list[dict], overlay: Path | None,
         "img{max-width:100%;display:block;margin:1em 0}</style>",
         "</head><body>",
         f"<h1>{e(title)}</h1>",
+    ]
+
+
+def write_analysis_report(summary: dict, figures: list[Path], out_dir: str | Path, title: str) -> Path:
+    """report.md and a self-contained report.html for one analysis without a run (``analyze --kernels``):
+    the layer table and the figures, which lie in ``out_dir``. Returns the HTML path."""
+    out_dir = Path(out_dir)
+    record = RunRecord(out_dir, title, 0, {}, summary, figures)
+    layers = layer_rows(record)
+    note = f"Kernels from `{summary['source']}`. {summary['note']}."
+    md = [f"# {title}", "", note, "", LAYER_NOTE, "", _markdown_table(layers, layer_columns(layers)), ""]
+    md += [f"![{f.stem}]({f.name})" for f in figures] + [""]
+    (out_dir / "report.md").write_text("\n".join(md))
+    e = html.escape
+    parts = [*_html_head(title), f"<p>{e(note)}</p>", f"<p>{e(LAYER_NOTE)}</p>", _html_table(layers, layer_columns(layers))]
+    parts += [_img(f) for f in figures] + ["</body></html>"]
+    html_path = out_dir / "report.html"
+    html_path.write_text("\n".join(parts))
+    return html_path
+
+
+def _html(title: str, rows: list[dict], pairs: list[dict], overlay: Path | None, sections) -> str:
+    e = html.escape
+    parts = [
+        *_html_head(title),
         "<h2>Detection</h2>",
         f"<p>{e(DETECTION_NOTE)}</p>",
         _html_table(rows, DETECTION_COLUMNS),
