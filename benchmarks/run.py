@@ -15,6 +15,11 @@ process; compare ratios within a run, not absolute numbers across machines (docs
     block_parts   forward+backward of each part of a residual S4D block (B=64, H=128, L=256, one
                   thread): where a 2-layer model's extra time goes
     streaming     S4D.step, one token at a time: tokens/s and cost early vs late in the stream
+    selective_scan  mamba.selective_scan forward+backward, B=16 D=256 N=16 L=1024, one thread: the
+                  compiled loops against a PyTorch step loop (same process) and their error
+                  against a float64 loop
+    mamba_layer   a Mamba block's forward+backward (B=16, H=128, L=1024, one thread) part by part,
+                  beside the S4D layer and s5-pytorch's S5 at the same width: cost per token
     train_runs    one ReVeal epoch per architecture at defaults and at 2 layers, each in a fresh
                   process: epoch seconds and peak RSS (needs ../shared/data/reveal; the slowest part)
 
@@ -48,7 +53,8 @@ from ssmscope.models.classifier import WITHOUT_S4D
 
 HERE = Path(__file__).resolve().parent
 REVEAL = HERE.parents[1] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
-SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "block_parts", "analysis", "streaming", "train_runs")
+SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "block_parts", "analysis", "streaming", "selective_scan",
+            "mamba_layer", "train_runs")
 DEEP_ARCHS = tuple(arch for arch in ARCHITECTURES if arch not in WITHOUT_S4D)  # the architectures --layers applies to
 
 
@@ -310,6 +316,98 @@ def bench_streaming(tokens: int = 4096, window: int = 512) -> dict:
     return out
 
 
+def _step_loop_scan(u, delta, A, B, C):
+    """The selective scan one token at a time in PyTorch (autograd keeps every step's state)."""
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    outputs = []
+    for t in range(u.shape[-1]):
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[..., None] * B[:, None, :, t]
+        outputs.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
+    return torch.stack(outputs, dim=-1)
+
+
+def _scan_inputs(B: int, D: int, N: int, L: int, dtype=torch.float32) -> list[torch.Tensor]:
+    """Inputs in Mamba's ranges at initialisation: Δ log-uniform in [1e-3, 1e-1], A = −(n + 1)."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(B, D, L, generator=g)
+    delta = torch.exp(torch.empty(B, D, L).uniform_(np.log(1e-3), np.log(1e-1), generator=g))
+    A = -torch.arange(1, N + 1, dtype=torch.float32).repeat(D, 1)
+    return [x.to(dtype).requires_grad_() for x in (u, delta, A, torch.randn(B, N, L, generator=g), torch.randn(B, N, L, generator=g))]
+
+
+def bench_selective_scan(B: int = 16, D: int = 256, N: int = 16, L: int = 1024) -> dict:
+    """Seconds of forward + backward (ȳ = a fixed random tensor) of the compiled scan and of the step
+    loop, in this process at one thread; the compiled result's error against the float64 loop."""
+    from ssmscope.models.mamba import _numba_applies, selective_scan
+
+    inputs = _scan_inputs(B, D, N, L)
+    grad_y = torch.randn(B, D, L, generator=torch.Generator().manual_seed(1))
+
+    def run(fn, xs):
+        for x in xs:
+            x.grad = None
+        start = time.perf_counter()
+        y = fn(*xs)
+        middle = time.perf_counter()
+        y.backward(grad_y.to(y.dtype))
+        return y.detach(), [x.grad for x in xs], middle - start, time.perf_counter() - middle
+
+    with one_thread():
+        run(selective_scan, inputs)  # compile or load numba's cache
+        compiled = [run(selective_scan, inputs) for _ in range(5)]
+        loop = [run(_step_loop_scan, inputs) for _ in range(2)]
+    fast = statistics.median(f + b for _, _, f, b in compiled)
+    slow = statistics.median(f + b for _, _, f, b in loop)
+    y, grads, _, _ = compiled[0]
+    y64, grads64, _, _ = run(_step_loop_scan, [x.detach().double().requires_grad_() for x in inputs])
+    errors = {name: float((g.double() - g64).abs().max() / g64.abs().max()) for name, g, g64 in zip(("u", "delta", "A", "B", "C"), grads, grads64)}
+    return {
+        "shape": f"B={B} D={D} N={N} L={L}, float32, 1 thread", "compiled_path": _numba_applies(*inputs),
+        "compiled_s": fast, "compiled_forward_s": statistics.median(f for _, _, f, _ in compiled),
+        "step_loop_s": slow, "step_loop_forward_s": statistics.median(f for _, _, f, _ in loop), "speedup": slow / fast,
+        "y_error_vs_float64": float((y.double() - y64).abs().max() / y64.abs().max()), "grad_errors_vs_float64": errors,
+    }
+
+
+def bench_mamba_layer(B: int = 16, H: int = 128, L: int = 1024) -> dict:
+    """Forward+backward of a Mamba block part by part (median of 5), the whole block, and S4D / S5 layers of width H."""
+    import torch.nn.functional as F
+
+    from ssmscope.models.mamba import Mamba, selective_scan
+
+    torch.manual_seed(0)
+    block = Mamba(H)
+    u = torch.randn(B, H, L, requires_grad=True)
+    with torch.no_grad():
+        x, delta, Bs, Cs, z = (t.detach() for t in block.scan_inputs(u))
+    x, z = x.requires_grad_(), z.requires_grad_()
+    E = block.d_inner
+    xz = torch.randn(B, L, H, requires_grad=True)
+    parts = {
+        "in_proj H->2E": lambda: block.in_proj(xz),
+        "causal depthwise conv + SiLU": lambda: F.silu(block.conv(x)[..., :L]),
+        "x_proj + dt_proj + softplus": lambda: F.softplus(block.dt_proj(block.x_proj(x.transpose(1, 2))[..., : block.dt_rank])),
+        "selective scan (+ D u)": lambda: selective_scan(x, delta.requires_grad_(), block.A(), Bs.requires_grad_(), Cs.requires_grad_(), block.D),
+        "gate SiLU(z) + out_proj E->H": lambda: block.out_proj((x * F.silu(z)).transpose(1, 2)),
+    }
+
+    def fwd_bwd(part):
+        y = part()
+        y.backward(torch.ones_like(y))
+
+    with one_thread():
+        fwd_bwd(parts["selective scan (+ D u)"])  # compile or load numba's cache
+        out = {"shape": f"B={B} H={H} E={E} N={block.d_state} L={L}, 1 thread",
+               **{name: 1e3 * median_seconds(lambda p=part: fwd_bwd(p), repeats=5) for name, part in parts.items()}}
+        out["Mamba block"] = 1e3 * layer_fwd_bwd_seconds(block, u)
+        out["S4D layer (N=64)"] = 1e3 * layer_fwd_bwd_seconds(S4D(H, d_state=64), u)
+        s5 = bench_s5(B, H, 64, L)
+        out["S5 (s5-pytorch, N=64)"] = None if s5 is None else s5["ms"]
+    out["mamba_over_s4d"] = out["Mamba block"] / out["S4D layer (N=64)"]
+    out["ns_per_token"] = {name: 1e6 * ms / (B * L) for name, ms in out.items() if isinstance(ms, float) and name != "mamba_over_s4d"}
+    return out
+
+
 def bench_train_runs() -> dict | None:
     """One ReVeal epoch per architecture (and at 2 layers) in a fresh process under mimalloc (as the
     ssmscope command runs); some once more under glibc, keeping freed memory and by default."""
@@ -362,6 +460,17 @@ def print_table(r: dict) -> None:
         for name, s in r["streaming"].items():
             if isinstance(s, dict):
                 rows.append((f"S4D.step stream, {name.replace('_', ' ')}", f"{s['tokens_per_s']:.0f} tok/s (last/first 512: {s['late_over_early']:.2f})"))
+    if "selective_scan" in r:
+        s = r["selective_scan"]
+        rows += [
+            ("selective scan fwd+bwd, compiled", f"{s['compiled_s']:.2f} s (forward {s['compiled_forward_s']:.2f} s)"),
+            ("selective scan fwd+bwd, step loop", f"{s['step_loop_s']:.2f} s (forward {s['step_loop_forward_s']:.2f} s)"),
+            ("  speed-up (same process)", f"{s['speedup']:.1f}x"),
+            ("  error vs float64 loop (y; worst grad)", f"{s['y_error_vs_float64']:.1e}; {max(s['grad_errors_vs_float64'].values()):.1e}"),
+        ]
+    for name, ms in (r.get("mamba_layer") or {}).items():
+        if isinstance(ms, float) and name != "mamba_over_s4d":
+            rows.append((f"mamba layer: {name}", f"{ms:.1f} ms ({r['mamba_layer']['ns_per_token'][name]:.0f} ns/token)"))
     for arch, row in (r.get("train_runs") or {}).items():
         rows.append((f"ReVeal epoch {arch}", f"{row['epoch_seconds'][0]:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB"))
     width = max(len(name) for name, _ in rows) + 2
@@ -382,7 +491,8 @@ def main() -> None:
                            "allocator": loaded_allocator(), "keep_freed_memory": keep_freed_memory()}}
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
                "train_tokens": bench_train_tokens, "depth": bench_depth, "block_parts": bench_block_parts, "analysis": bench_analysis,
-               "streaming": bench_streaming, "train_runs": bench_train_runs}
+               "streaming": bench_streaming, "selective_scan": bench_selective_scan, "mamba_layer": bench_mamba_layer,
+               "train_runs": bench_train_runs}
     for section in chosen:
         start = time.perf_counter()
         results[section] = runners[section]()

@@ -270,3 +270,14 @@ def test_a_mamba_run_is_trained_analysed_probed_and_reported(tmp_path):
     assert probes["has_ssm_layers"] and list(probes["layers"]) == names
     md = (report.parent / "report.md").read_text()
     assert "| mamba-2layers | 1 |" in md and "attention range" in md.split("## mamba-2layers (seed 0)")[1]
+
+
+def test_the_compiled_exponential_is_float32_accurate():
+    """exp32 (scan_kernels) against float64 exp over the scan's range of Δ·A and a little beyond."""
+    from ssmscope.models.scan_kernels import exp32
+
+    x = np.concatenate([-np.geomspace(1e-8, 87, 4000), [0.0], np.linspace(0.001, 20, 500)]).astype(np.float32)
+    ours = np.array([exp32(v) for v in x], dtype=np.float64)
+    exact = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(ours - exact) / exact) < 5e-7
+    assert exp32(np.float32(-200.0)) == pytest.approx(math.exp(-87), rel=1e-6)  # clamped: the smallest normal decays
