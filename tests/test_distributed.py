@@ -39,17 +39,17 @@ PROBABILITY_TOLERANCE = 1e-4  # test-set probabilities of the two models
 LOSS_TOLERANCE = 1e-5  # relative, per epoch's train loss
 
 
-def train_args(data, out, *extra):  # batch 11: shares of 6 + 5, and each epoch ends with a 1-function batch (an empty share)
-    return ["-m", "ssmscope", "train", "--arch", "smr_s4d", "--data", str(data), "--out", str(out), "--epochs", str(EPOCHS),
+def train_args(data, out, *extra, arch="smr_s4d"):  # batch 11: shares of 6 + 5, and each epoch ends with a 1-function batch (an empty share)
+    return ["-m", "ssmscope", "train", "--arch", arch, "--data", str(data), "--out", str(out), "--epochs", str(EPOCHS),
             "--batch-size", "11", "--max-len", "128", "--embed-dim", "32", "--device", "cpu", "--threads", THREADS, *extra]
 
 
-def single(data, out, *extra):
-    return [sys.executable, *train_args(data, out, *extra)]
+def single(data, out, *extra, arch="smr_s4d"):
+    return [sys.executable, *train_args(data, out, *extra, arch=arch)]
 
 
-def torchrun(data, out, *extra, processes=2):
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *train_args(data, out, *extra)]
+def torchrun(data, out, *extra, processes=2, arch="smr_s4d"):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *train_args(data, out, *extra, arch=arch)]
 
 
 def sha256_of(state_dict):
@@ -59,10 +59,11 @@ def sha256_of(state_dict):
     return digest.hexdigest()
 
 
-def test_two_processes_stay_in_step_and_match_one_process_with_the_same_global_batch(small_corpus, tmp_path):
+@pytest.mark.parametrize("arch", ["smr_s4d", "mamba"])  # mamba: the compiled scan (numba) inside each rank
+def test_two_processes_stay_in_step_and_match_one_process_with_the_same_global_batch(small_corpus, tmp_path, arch):
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run(single(small_corpus, one, "--dropout", "0"), check=True, capture_output=True)  # dropout draws differ per rank
-    result = subprocess.run(torchrun(small_corpus, two, "--dropout", "0"), capture_output=True, text=True)
+    subprocess.run(single(small_corpus, one, "--dropout", "0", arch=arch), check=True, capture_output=True)  # dropout draws differ per rank
+    result = subprocess.run(torchrun(small_corpus, two, "--dropout", "0", arch=arch), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("run written to") == 1  # rank 0 reports, rank 1 is quiet
     assert "2 processes (DDP, gloo)" in result.stdout
