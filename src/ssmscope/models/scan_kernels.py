@@ -80,17 +80,20 @@ def scan_forward(u, delta, A, Bt, Ct, y):  # pragma: no cover - compiled (covere
 def scan_backward(u, delta, A, Bt, Ct, grad_y, grad_u, grad_delta, grad_A_per_batch, grad_Bt, grad_Ct):  # pragma: no cover
     """Writes ∂u, ∂Δ (batch, D, L), ∂A per batch element (batch, D, N), ∂B, ∂C (batch, L, N).
 
-    grad_A_per_batch, grad_Bt and grad_Ct must be zero on entry (they are accumulated).
+    grad_A_per_batch, grad_Bt and grad_Ct must be zero on entry (they are accumulated). The
+    channel's states are kept one row late, states[t + 1] = h_t with states[0] = h_{−1} = 0, and
+    its decays with a zero row after the last token, so the loops over n have no branches.
     """
     n_batch, n_channels, length = u.shape
     n_state = A.shape[1]
     for b in prange(n_batch):
-        states = np.empty((length, n_state), dtype=np.float32)  # h_t of the current channel
-        decays = np.empty((length, n_state), dtype=np.float32)  # a_t = exp(Δ_t A)
+        states = np.zeros((length + 1, n_state), dtype=np.float32)  # states[t + 1] = h_t of the current channel
+        decays = np.zeros((length + 1, n_state), dtype=np.float32)  # decays[t] = a_t = exp(Δ_t A); decays[L] = 0
         g = np.empty(n_state, dtype=np.float32)
+        h = np.empty(n_state, dtype=np.float32)
         for d in range(n_channels):
-            # The channel's forward again, keeping its states.
-            h = np.zeros(n_state, dtype=np.float32)
+            # The channel's forward again, keeping its states (the recurrence itself runs in h).
+            h[:] = ZERO
             for t in range(length):
                 dt = delta[b, d, t]
                 dt_u = dt * u[b, d, t]
@@ -98,8 +101,8 @@ def scan_backward(u, delta, A, Bt, Ct, grad_y, grad_u, grad_delta, grad_A_per_ba
                     a = exp32(dt * A[d, n])
                     decays[t, n] = a
                     h[n] = a * h[n] + dt_u * Bt[b, t, n]
-                    states[t, n] = h[n]
-            # Then back from the last token.
+                    states[t + 1, n] = h[n]
+            # Then back from the last token: g_t = C_t ȳ_t + a_{t+1} g_{t+1}.
             g[:] = ZERO
             for t in range(length - 1, -1, -1):
                 dt = delta[b, d, t]
@@ -108,11 +111,10 @@ def scan_backward(u, delta, A, Bt, Ct, grad_y, grad_u, grad_delta, grad_A_per_ba
                 sum_gB = ZERO
                 sum_gdelta = ZERO
                 for n in range(n_state):
-                    a_next = decays[t + 1, n] if t + 1 < length else ZERO
-                    g_n = a_next * g[n] + gy * Ct[b, t, n]  # g_t
+                    g_n = decays[t + 1, n] * g[n] + gy * Ct[b, t, n]
                     g[n] = g_n
-                    decayed_prev = decays[t, n] * states[t - 1, n] if t > 0 else ZERO  # a_t h_{t−1}
-                    grad_Ct[b, t, n] += gy * states[t, n]
+                    decayed_prev = decays[t, n] * states[t, n]  # a_t h_{t−1}
+                    grad_Ct[b, t, n] += gy * states[t + 1, n]
                     grad_Bt[b, t, n] += g_n * dt * u_t
                     sum_gB += g_n * Bt[b, t, n]
                     sum_gdelta += g_n * (Bt[b, t, n] * u_t + A[d, n] * decayed_prev)
