@@ -120,7 +120,8 @@ class _NumbaScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         u, delta, A, Bt, Ct = ctx.saved_tensors
-        grad_u, grad_delta = torch.empty_like(u), torch.empty_like(delta)  # (batch, D, L)
+        grad_u = torch.empty_like(u, memory_format=torch.contiguous_format)  # (batch, D, L)
+        grad_delta = torch.empty_like(delta, memory_format=torch.contiguous_format)
         grad_A = torch.zeros(u.shape[0], *A.shape)  # (batch, D, N), summed below
         grad_Bt, grad_Ct = torch.zeros_like(Bt), torch.zeros_like(Ct)  # (batch, L, N)
         _numba_threads()
