@@ -196,7 +196,8 @@ DETECTION_NOTE = (
     "interval includes 0.5 did not learn the task: its kernels were not shaped by it."
 )
 KERNEL_NOTE = (
-    "Every S4D channel of a model pooled: dominant frequency (cycles/sample), spectral entropy (bits), "
+    "Every SSM channel of a model pooled (S4D kernels; for mamba, the mean effective kernels of its hidden attention on test "
+    "functions, docs/METHODS.md \"Selective layers\"): dominant frequency (cycles/sample), spectral entropy (bits), "
     "dependency range (tokens) and energy length (taps) are medians over channels; the filter type is that of "
     "the channel-averaged spectrum (with the most common channel type when it differs). "
     f"{INSIDE_NULL}: the reading lies inside the central 95% of the same reading over freshly initialised "
@@ -325,7 +326,7 @@ def _overlay(records: list[RunRecord], path: Path) -> Path | None:
     ax.set_yscale("log")
     ax.set_xlabel("frequency (cycles/sample)")
     ax.set_ylabel("mean normalised power")
-    ax.set_title("S4D kernel spectra of all models")
+    ax.set_title("SSM kernel spectra of all models (mamba: mean effective kernels)")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
