@@ -15,6 +15,8 @@ process; compare ratios within a run, not absolute numbers across machines (docs
     block_parts   forward+backward of each part of a residual S4D block (B=64, H=128, L=256, one
                   thread): where a 2-layer model's extra time goes
     streaming     S4D.step, one token at a time: tokens/s and cost early vs late in the stream
+    mamba_steps   training steps of s4d, mamba and mamba-2layers on the same bucketed ReVeal batches,
+                  interleaved in one process: mamba's step time over s4d's
     selective_scan  mamba.selective_scan forward+backward, B=16 D=256 N=16 L=1024, one thread: the
                   compiled loops against a PyTorch step loop (same process) and their error
                   against a float64 loop
@@ -54,7 +56,7 @@ from ssmscope.models.classifier import WITHOUT_S4D
 HERE = Path(__file__).resolve().parent
 REVEAL = HERE.parents[1] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
 SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "block_parts", "analysis", "streaming", "selective_scan",
-            "mamba_layer", "train_runs")
+            "mamba_layer", "mamba_steps", "train_runs")
 DEEP_ARCHS = tuple(arch for arch in ARCHITECTURES if arch not in WITHOUT_S4D)  # the architectures --layers applies to
 
 
@@ -220,11 +222,12 @@ def bench_train_tokens(n_batches: int = 12) -> dict:
     return out
 
 
-def bench_depth(n_batches: int = 24, rounds: int = 5) -> dict:
-    """Seconds per optimiser step of 1- and 2-layer models on the same bucketed ReVeal-length batches.
+def interleaved_steps(names: tuple[str, ...], n_batches: int = 24, rounds: int = 5) -> dict:
+    """Median seconds per round of ``n_batches`` optimiser steps for each model in ``names`` (registry
+    names, e.g. "s4d-2layers"), on the same bucketed ReVeal-length batches.
 
-    The models take turns, batch by batch, so that the machine's load changes hit both alike;
-    each round is the sum over ``n_batches`` batches, and the ratio is that of the median rounds.
+    The models take turns, batch by batch, so that the machine's load changes hit all alike; each
+    round is the sum over the batches, and the first round warms up.
     """
     lengths, source = reveal_train_lengths()
     t = TrainConfig()
@@ -233,29 +236,44 @@ def bench_depth(n_batches: int = 24, rounds: int = 5) -> dict:
     batches = length_grouped_batches(lengths, t.batch_size, np.random.default_rng(1), t.bucket_chunk_batches)
     chosen = [batches[i] for i in np.random.default_rng(2).choice(len(batches), n_batches, replace=False)]
     labels = torch.from_numpy(rng.integers(0, 2, len(lengths))).float()
-    out = {"lengths": source, "batches": n_batches, "rounds": rounds}
+    runs = {}
+    for name in names:
+        torch.manual_seed(0)
+        model = build_model(name, 5000)
+        runs[name] = (model, torch.optim.Adam(model.parameters(), lr=t.lr), [])
+    for _ in range(rounds + 1):
+        seconds = dict.fromkeys(runs, 0.0)
+        for idx in chosen:
+            tokens, lens = collate(sequences, idx, t.pad_to_multiple)
+            for name, (model, optimizer, _) in runs.items():
+                start = time.perf_counter()
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lens), labels[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                seconds[name] += time.perf_counter() - start
+        for name, (_, _, seen) in runs.items():
+            seen.append(seconds[name])
+    return {"lengths": source, "batches": n_batches, "rounds": rounds,
+            "seconds": {name: statistics.median(seen[1:]) for name, (_, _, seen) in runs.items()}}
+
+
+def bench_depth() -> dict:
+    """Steps of s4d and smr_s4d at 1 and 2 layers, interleaved: the 2-layer / 1-layer time ratio."""
+    out = {}
     for arch in ("s4d", "smr_s4d"):
-        runs = {}
-        for layers in (1, 2):
-            torch.manual_seed(0)
-            model = build_model(arch if layers == 1 else f"{arch}-{layers}layers", 5000)
-            runs[layers] = (model, torch.optim.Adam(model.parameters(), lr=t.lr), [])
-        for _ in range(rounds + 1):  # the first round warms up
-            seconds = dict.fromkeys(runs, 0.0)
-            for idx in chosen:
-                tokens, lens = collate(sequences, idx, t.pad_to_multiple)
-                for layers, (model, optimizer, _) in runs.items():
-                    start = time.perf_counter()
-                    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lens), labels[idx])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    seconds[layers] += time.perf_counter() - start
-            for layers, (_, _, rounds_seen) in runs.items():
-                rounds_seen.append(seconds[layers])
-        medians = {layers: statistics.median(times[1:]) for layers, (_, _, times) in runs.items()}
-        out[arch] = {"one_layer_s": medians[1], "two_layers_s": medians[2], "ratio": medians[2] / medians[1]}
+        steps = interleaved_steps((arch, f"{arch}-2layers"))
+        one, two = steps["seconds"][arch], steps["seconds"][f"{arch}-2layers"]
+        out.update({k: steps[k] for k in ("lengths", "batches", "rounds")})
+        out[arch] = {"one_layer_s": one, "two_layers_s": two, "ratio": two / one}
     return out
+
+
+def bench_mamba_steps() -> dict:
+    """Steps of s4d, mamba and mamba-2layers, interleaved: mamba's time per step against s4d's."""
+    steps = interleaved_steps(("s4d", "mamba", "mamba-2layers"), n_batches=12, rounds=3)
+    s4d = steps["seconds"]["s4d"]
+    return {**steps, "mamba_over_s4d": steps["seconds"]["mamba"] / s4d, "mamba_2layers_over_s4d": steps["seconds"]["mamba-2layers"] / s4d}
 
 
 def bench_block_parts(B: int = 64, H: int = 128, L: int = 256) -> dict:
@@ -448,6 +466,9 @@ def print_table(r: dict) -> None:
     for arch in ARCHITECTURES if "train_tokens" in r else ():
         row = r["train_tokens"][arch]
         rows.append((f"train {arch} (bucketed / random)", f"{row['bucketed']:.0f} / {row['random']:.0f} tok/s ({row['bucketing_speedup']:.1f}x)"))
+    if "mamba_steps" in r:
+        m = r["mamba_steps"]
+        rows.append(("mamba / s4d step time (interleaved)", f"{m['mamba_over_s4d']:.2f}x; mamba-2layers {m['mamba_2layers_over_s4d']:.2f}x"))
     for arch in ("s4d", "smr_s4d") if "depth" in r else ():
         row = r["depth"][arch]
         rows.append((f"{arch} step time, 2 layers / 1", f"{row['ratio']:.2f}x ({row['two_layers_s']:.2f} / {row['one_layer_s']:.2f} s per {r['depth']['batches']} batches)"))
@@ -491,7 +512,7 @@ def main() -> None:
                            "allocator": loaded_allocator(), "keep_freed_memory": keep_freed_memory()}}
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
                "train_tokens": bench_train_tokens, "depth": bench_depth, "block_parts": bench_block_parts, "analysis": bench_analysis,
-               "streaming": bench_streaming, "selective_scan": bench_selective_scan, "mamba_layer": bench_mamba_layer,
+               "streaming": bench_streaming, "selective_scan": bench_selective_scan, "mamba_layer": bench_mamba_layer, "mamba_steps": bench_mamba_steps,
                "train_runs": bench_train_runs}
     for section in chosen:
         start = time.perf_counter()
