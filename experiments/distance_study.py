@@ -7,7 +7,8 @@ run's max_len and at one common length, 2048), and the
 probe's used ranges (F1 and ROC-AUC readings); then Spearman rank correlations of each reading
 with the true distance. For models with several kernel layers (deep stacks, ``s4d-2layers``) a
 second table reads every layer alone: its readings at the common length and the range the probe
-found truncating that layer only. The model is the embedded study's 64-wide one (EMBEDDED_MODEL):
+found truncating that layer only; for selective layers (mamba) also the effective range of the
+hidden attention (median over rows; analysis.selective). The model is the embedded study's 64-wide one (EMBEDDED_MODEL):
 the corpus has a vocabulary of ~200 tokens.
 
     .venv/bin/python experiments/distance_study.py --out runs/distance [--distances 8 32 128 512]
@@ -35,9 +36,9 @@ from ssmscope.files import write_json, write_jsonl
 from ssmscope.pipeline import reproduce, run_dir_for
 
 READINGS = ("f1", "mcc", "roc_auc", "dependency_range_tokens", "energy_length_90", "dependency_range_common", "energy_length_common",
-            "used_range_tokens", "used_range_auc_tokens")
+            "used_range_tokens", "used_range_auc_tokens", "attention_range")
 DISTANCE_READINGS = READINGS[3:]  # the ones to rank-correlate with the true distance
-LAYER_READINGS = ("dependency_range_common", "energy_length_common", "used_range_tokens", "used_range_auc_tokens")
+LAYER_READINGS = ("dependency_range_common", "energy_length_common", "used_range_tokens", "used_range_auc_tokens", "attention_range")
 COMMON_LENGTH = 2048  # kernels also measured at one length for all distances: max_len grows with d, and
                       # entropy, energy length and the frequency grid all depend on the analysis length
 
@@ -56,11 +57,19 @@ def reading(run_dir: Path) -> dict:
         row["dependency_range_tokens"], row["energy_length_90"] = kernel_readings(summary)
         common = run_dir / f"analysis-L{COMMON_LENGTH}" / "summary.json"
         if not common.is_file():
-            analyze_run(run_dir, length=COMMON_LENGTH, figures=False, out=common.parent)
+            analyze_run(run_dir, length=COMMON_LENGTH, figures=False, out=common.parent, null_draws=None)  # readings only
         row["dependency_range_common"], row["energy_length_common"] = kernel_readings(json.loads(common.read_text()))
         row["used_range_tokens"] = probes.get("used_range_tokens")
         row["used_range_auc_tokens"] = probes.get("used_range_auc_tokens")
+        row["attention_range"] = attention_range(summary["layers"])
     return row
+
+
+def attention_range(layers: list[dict]) -> float | None:
+    """Selective layers (mamba): the median over the layers of each layer's median effective range of its
+    hidden attention (one layer: that layer's); None for a model without selective layers."""
+    medians = [layer["attention"]["effective_range"]["median"] for layer in layers if layer.get("attention")]
+    return float(np.median(medians)) if medians else None
 
 
 def layer_rows(run_dir: Path) -> list[dict]:
@@ -81,6 +90,7 @@ def layer_rows(run_dir: Path) -> list[dict]:
             "dependency_range_common": layer["summary"]["channels"]["dependency_range_tokens"]["median"],
             "energy_length_common": layer["summary"]["channels"]["energy_length_90"]["median"],
             "used_range_tokens": probed.get("used_range_tokens"), "used_range_auc_tokens": probed.get("used_range_auc_tokens"),
+            "attention_range": attention_range([layer]),
         })
     return rows
 
@@ -136,19 +146,19 @@ def main() -> None:
                 correlate(f"{arch}:depth {depth}:{key}", [(r["distance"], r[key]) for r in layer if r[key] is not None])
     write_json(out / "distance_results.json", {"rows": rows, "layers": per_layer, "spearman": correlations})
 
-    lines = [f"| arch | distance | max_len | F1 | MCC | ROC-AUC | dependency range | energy length 90 | dependency range @{COMMON_LENGTH} | energy length 90 @{COMMON_LENGTH} | probed range (F1) | probed range (AUC) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| arch | distance | max_len | F1 | MCC | ROC-AUC | dependency range | energy length 90 | dependency range @{COMMON_LENGTH} | energy length 90 @{COMMON_LENGTH} | probed range (F1) | probed range (AUC) | attention range |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda x, f: "–" if x is None else f.format(x)  # noqa: E731
     for r in sorted(rows, key=lambda r: (r["arch"], r["distance"], r["seed"])):
         lines.append(f"| {r['arch']} | {r['distance']} | {r['max_len']} | {100 * r['f1']:.1f} | {r['mcc']:.3f} | {fmt(r['roc_auc'], '{:.3f}')} | {fmt(r['dependency_range_tokens'], '{:.1f}')} | "
                      f"{fmt(r['energy_length_90'], '{:.0f}')} | {fmt(r['dependency_range_common'], '{:.1f}')} | {fmt(r['energy_length_common'], '{:.0f}')} | "
-                     f"{fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} |")
+                     f"{fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} | {fmt(r['attention_range'], '{:.0f}')} |")
     if per_layer:
-        lines += ["", f"| arch | distance | layer | depth | dependency range @{COMMON_LENGTH} | energy length 90 @{COMMON_LENGTH} | probed range, this layer alone (F1) | (AUC) |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"| arch | distance | layer | depth | dependency range @{COMMON_LENGTH} | energy length 90 @{COMMON_LENGTH} | probed range, this layer alone (F1) | (AUC) | attention range |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(per_layer, key=lambda r: (r["arch"], r["distance"], r["seed"], r["depth"])):
             lines.append(f"| {r['arch']} | {r['distance']} | {r['layer']} | {r['depth']} | {r['dependency_range_common']:.1f} | {r['energy_length_common']:.0f} | "
-                         f"{fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} |")
+                         f"{fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} | {fmt(r.get('attention_range'), '{:.0f}')} |")
     lines += ["", "| arch:reading | Spearman ρ with the true distance | p | n |", "|---|---|---|---|"]
     lines += [f"| {k} | {fmt(v['spearman_rho'], '{:.2f}') if v['spearman_rho'] is not None else '– (constant reading)'} | {fmt(v['p_value'], '{:.3f}')} | {v['n']} |"
               for k, v in correlations.items()]
