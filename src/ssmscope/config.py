@@ -46,7 +46,7 @@ class ModelConfig:
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     dropout: float = 0.5  # before the head (the paper's)
-    layers: int = 1  # S4D layers per S4D-bearing branch: the first as in the paper, then layers − 1 residual blocks
+    layers: int = 1  # S4D layers per S4D-bearing branch (the first as in the paper, then layers − 1 residual blocks); mamba: its blocks
     block_dropout: float = 0.1  # inside each residual block (layers > 1); state-spaces' S4D example uses 0.1
     mamba_d_state: int = 16  # N of each Mamba block (Mamba's default; A is real, so N states, not N/2 pairs)
     mamba_expand: int = 2  # inner width E = expand · embed_dim (Mamba's default)
