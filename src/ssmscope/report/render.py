@@ -154,7 +154,8 @@ def table_rows(records: list[RunRecord]) -> list[dict]:
     for arch, runs in _by_arch(records).items():
         models = [r.analysis["model"]["summary"] for r in runs if r.analysis and r.analysis.get("model")]
         medians = [{name: q["median"] for name, q in m["channels"].items()} for m in models]
-        types = Counter(_filter_reading(m) for m in models)
+        types = Counter(m["mean_spectrum"]["filter_type"] for m in models)
+        band_pass = [100 * m["filter_type_share"]["band-pass"] for m in models]
         f1_interval, _ = _test_interval(runs, "f1", 100, 2)
         auc_text, auc_interval = _test_interval(runs, "roc_auc", 1, 3)
         rows.append({
@@ -171,21 +172,14 @@ def table_rows(records: list[RunRecord]) -> list[dict]:
             "VD-S": _mean_std([r.metrics.get("vd_score") for r in runs], 3),
             "dominant frequency": _mean_std([m["dominant_frequency"] for m in medians], 4) + _null_mark(runs, "dominant_frequency"),
             "spectral entropy": _mean_std([m["spectral_entropy_bits"] for m in medians], 3) + _null_mark(runs, "spectral_entropy_bits"),
-            "filter type": (", ".join(f"{t} ({n}/{len(models)})" for t, n in types.most_common()) + _null_mark(runs, "band_pass_share")) if models else "no SSM kernel",
+            "filter type": (", ".join(f"{t} ({n}/{len(models)})" for t, n in types.most_common())
+                            + f"; band-pass channels {_mean_std(band_pass, 0)}%" + _null_mark(runs, "band_pass_share")) if models else "no SSM kernel",
             "dependency range": _mean_std([m["dependency_range_tokens"] for m in medians], 1) + _null_mark(runs, "dependency_range_tokens"),
             "energy length": _mean_std([m["energy_length_90"] for m in medians], 1) + _null_mark(runs, "energy_length_90"),
             "probed range": _mean_std([p["used_range_tokens"] for r in runs for p in r.probes[:1] if probed(p)], 1),
             "probed range (AUC)": _mean_std([p.get("used_range_auc_tokens") for r in runs for p in r.probes[:1] if probed(p)], 1),
         })
     return rows
-
-
-def _filter_reading(model_summary: dict) -> str:
-    """The mean spectrum's filter type, with the most common channel type when it differs."""
-    mean_type = model_summary["mean_spectrum"]["filter_type"]
-    share = model_summary["filter_type_share"]
-    top = max(share, key=share.get)
-    return mean_type if top == mean_type else f"{mean_type}; channels {share[top]:.0%} {top}"
 
 
 DETECTION_NOTE = (
@@ -199,7 +193,7 @@ KERNEL_NOTE = (
     "Every SSM channel of a model pooled (S4D kernels; for mamba, the mean effective kernels of its hidden attention on test "
     "functions, docs/METHODS.md \"Selective layers\"): dominant frequency (cycles/sample), spectral entropy (bits), "
     "dependency range (tokens) and energy length (taps) are medians over channels; the filter type is that of "
-    "the channel-averaged spectrum (with the most common channel type when it differs). "
+    "the channel-averaged spectrum (k/S: in k of S runs), followed by the share of band-pass channels (mean ± std over runs). "
     f"{INSIDE_NULL}: the reading lies inside the central 95% of the same reading over freshly initialised "
     f"models of the same configuration in every run (k/S: in k of S runs), i.e. it does not differ from "
     "initialisation (beside the filter type: the share of band-pass channels). Each run's section lists every "
