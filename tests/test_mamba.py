@@ -231,8 +231,11 @@ def test_truncating_every_mamba_layer_to_zero_equals_the_model_without_B():
             forgetful = model(tokens, lengths)
         assert not torch.equal(forgetful, model(tokens, lengths))
         torch.testing.assert_close(forgetful, without_B(tokens, lengths), rtol=0, atol=0)
-        with truncated(model, 21):  # the whole function: the model itself
-            assert torch.equal(model(tokens, lengths), model(tokens, lengths))
+        whole = model(tokens, lengths)
+        with truncated(model, 21):  # memory as long as the longest function: the model itself
+            assert torch.equal(model(tokens, lengths), whole)
+        with truncated(model, 4):  # a shorter memory changes the output
+            assert not torch.equal(model(tokens, lengths), whole)
     assert all(m.memory_window is None for m in model.modules() if isinstance(m, Mamba))  # restored
 
 
