@@ -13,7 +13,7 @@ from ..files import write_json
 from ..train.loop import encode_for_run, load_run, test_split_records
 from .kernels import analyze_kernels, extract_kernels, summarize_model
 from .null import CENTRAL_LEVEL, DEFAULT_NULL_DRAWS, MODEL_KEY, null_cache_key, null_readings, place_in_null, selective_null_readings
-from .selective import DEFAULT_FUNCTIONS, NULL_FUNCTIONS, read_layer_on_inputs, read_selective_layers, selective_layer_inputs, selective_modules
+from .selective import DEFAULT_FUNCTIONS, NULL_FUNCTIONS, read_layer_on_inputs, selective_layer_inputs, selective_modules
 
 
 def analyze_run(
@@ -49,10 +49,12 @@ def analyze_run(
     if limit < 1:
         raise SsmscopeError(f"--limit must be at least 1 function, got {limit}")
     kernels = extract_kernels(model, length)
-    selective, functions = {}, []
+    selective, functions, inputs = {}, [], {}
     if selective_modules(model):
         functions = _sample_test_functions(run_dir, config, vocab, limit)
-        selective = read_selective_layers(model, [tokens for _, tokens in functions], length)
+        inputs = selective_layer_inputs(model, [tokens for _, tokens in functions], length)  # {layer: [u (1, H, L_f)]}, once
+        modules = dict(model.named_modules())
+        selective = {name: read_layer_on_inputs(modules[name], us, length) for name, us in inputs.items()}
         kernels.update({name: kernel for name, (kernel, _) in selective.items()})
     out = Path(out) if out else run_dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ def analyze_run(
         summary["functions"] = {"split": "test", "n": len(functions), "indices": [index for index, _ in functions]}
     summary["null"] = None
     if kernels and null_draws is not None:
-        placed, null_functions = _place_in_untrained_null(config, model, summary, [tokens for _, tokens in functions], length, null_draws)
+        placed, null_functions = _place_in_untrained_null(config, model, summary, inputs, length, null_draws)
         for layer in summary["layers"]:
             layer["null"] = placed[layer["name"]]
         summary["model"]["null"] = placed[MODEL_KEY]
@@ -109,20 +111,20 @@ def _sample_test_functions(run_dir: Path, config, vocab, limit: int) -> list[tup
     return [(record.index, torch.from_numpy(tokens)) for record, tokens in zip(records, split.sequences)]
 
 
-def _place_in_untrained_null(config, model, summary: dict, functions: list[torch.Tensor], length: int, n: int) -> tuple[dict, int | None]:
-    """{layer name and MODEL_KEY: placements}, and how many functions the selective null read (None without selective layers)."""
+def _place_in_untrained_null(config, model, summary: dict, inputs: dict[str, list[torch.Tensor]], length: int, n: int) -> tuple[dict, int | None]:
+    """{layer name and MODEL_KEY: placements}, and how many functions the selective null read (None without
+    selective layers). ``inputs``: the selective layers' inputs on the sampled functions ({} for kernel layers)."""
     layers = [*summary["layers"], {"name": MODEL_KEY, "summary": summary["model"]["summary"]}]
-    if not functions:
+    if not inputs:
         return place_in_null(layers, null_readings(config.arch, config.model, length, n)), None
-    subset = functions[:NULL_FUNCTIONS]
-    inputs = selective_layer_inputs(model, subset, length)
-    null = selective_null_readings(config.arch, config.model, inputs, length, n)
+    subset = {name: us[:NULL_FUNCTIONS] for name, us in inputs.items()}
+    null = selective_null_readings(config.arch, config.model, subset, length, n)
     # The trained readings on the same functions as the null's. (A model's SSM layers are all of one
     # kind today; a model mixing kernel and selective layers would need both nulls here.)
     modules = dict(model.named_modules())
-    on_subset = {name: read_layer_on_inputs(modules[name], us, length)[0] for name, us in inputs.items()}
+    on_subset = {name: read_layer_on_inputs(modules[name], us, length)[0] for name, us in subset.items()}
     subset_layers = [*analyze_kernels(on_subset), {"name": MODEL_KEY, "summary": summarize_model(on_subset)["summary"]}]
-    return place_in_null(subset_layers, null), len(subset)
+    return place_in_null(subset_layers, null), len(next(iter(subset.values())))
 
 
 def _tracked_epochs(run_dir: Path) -> list[dict]:

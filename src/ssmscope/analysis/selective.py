@@ -31,7 +31,7 @@ from torch import nn
 from ..models.mamba import channel_blocks, scan_attention
 
 RANGE_FRACTION = 0.9  # share of a row's attention mass its effective range holds
-DEFAULT_FUNCTIONS = 256  # test functions a selective layer is read on (``analyze --limit``); ~1 s each at L ≈ 300 on one core
+DEFAULT_FUNCTIONS = 256  # test functions a selective layer is read on (``analyze --limit``); cost grows with each one's L²
 NULL_FUNCTIONS = 8  # of those, the ones the selective null reads each fresh model on (its cost is null draws × this)
 
 
@@ -158,9 +158,3 @@ def read_layer_on_inputs(module: nn.Module, inputs: list[torch.Tensor], length: 
         reading = reading or LayerReading(delta.shape[1], length)
         reading.add(delta, A, B, C)
     return reading.result()
-
-
-def read_selective_layers(model: nn.Module, functions: list[torch.Tensor], length: int) -> dict[str, tuple[np.ndarray, dict]]:
-    """{layer name: (mean effective kernel (D, length), readings)} over ``functions`` (each tokens (L_f,), L_f ≤ length)."""
-    modules = dict(model.named_modules())
-    return {name: read_layer_on_inputs(modules[name], inputs, length) for name, inputs in selective_layer_inputs(model, functions, length).items()}
