@@ -25,7 +25,7 @@ process; compare ratios within a run, not absolute numbers across machines (docs
     train_runs    one ReVeal epoch per architecture at defaults and at 2 layers, each in a fresh
                   process: epoch seconds and peak RSS (needs ../shared/data/reveal; the slowest part)
 
-    .venv/bin/python benchmarks/run.py [--only SECTION ...] [--skip SECTION ...]
+    .venv/bin/python benchmarks/run.py [--only SECTION ...] [--skip SECTION ...] [--archs ARCH ...]
 """
 
 from __future__ import annotations
@@ -426,9 +426,10 @@ def bench_mamba_layer(B: int = 16, H: int = 128, L: int = 1024) -> dict:
     return out
 
 
-def bench_train_runs() -> dict | None:
+def bench_train_runs(archs: list[str] | None = None) -> dict | None:
     """One ReVeal epoch per architecture (and at 2 layers) in a fresh process under mimalloc (as the
-    ssmscope command runs); some once more under glibc, keeping freed memory and by default."""
+    ssmscope command runs); some once more under glibc, keeping freed memory and by default.
+    ``archs``: only the runs of these architectures (e.g. ["s4d", "mamba"]; default all)."""
     if not REVEAL.is_file():
         return None
     out = {}
@@ -436,6 +437,7 @@ def bench_train_runs() -> dict | None:
     runs = [(arch, arch, mimalloc) for arch in ARCHITECTURES] + [(f"{arch}-2layers", f"{arch}-2layers", mimalloc) for arch in DEEP_ARCHS]
     runs += [(f"{arch}, glibc keeping freed memory", arch, glibc_kept) for arch in ("s4d", "s4d-2layers", "conv_s4d")]
     runs += [("s4d, glibc default", "s4d", glibc)]
+    runs = [run for run in runs if archs is None or run[1] in archs]
     with tempfile.TemporaryDirectory() as tmp:
         for name, arch, env in runs:
             result = subprocess.run(
@@ -504,6 +506,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="ssmscope benchmarks")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--skip", nargs="+", choices=SECTIONS, default=[])
+    parser.add_argument("--archs", nargs="+", default=None, help="train_runs: only these architectures (default: all, at 1 and 2 layers)")
     args = parser.parse_args()
     chosen = [s for s in args.only if s not in args.skip]
 
@@ -513,7 +516,7 @@ def main() -> None:
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
                "train_tokens": bench_train_tokens, "depth": bench_depth, "block_parts": bench_block_parts, "analysis": bench_analysis,
                "streaming": bench_streaming, "selective_scan": bench_selective_scan, "mamba_layer": bench_mamba_layer, "mamba_steps": bench_mamba_steps,
-               "train_runs": bench_train_runs}
+               "train_runs": lambda: bench_train_runs(args.archs)}
     for section in chosen:
         start = time.perf_counter()
         results[section] = runners[section]()

@@ -260,7 +260,7 @@ def test_a_mamba_run_is_trained_analysed_probed_and_reported(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"code": f"int f{i}(int a) {{ int b = a * {i % 7}; return b > {i % 3}; }}", "label": i % 2}) + "\n"
                             for i in range(80)))
-    base = RunConfig("mamba", str(data), DataConfig(max_len=32, min_count=1), SMALL, TrainConfig(epochs=1))
+    base = RunConfig("mamba", str(data), DataConfig(max_len=32, min_count=1), SMALL, TrainConfig(epochs=1, track_kernels=True))
     rows, report = reproduce(base, tmp_path / "study", archs=("mamba-2layers",), seeds=(0,), log=lambda s: None)
     run = tmp_path / "study" / "runs" / "mamba-2layers-seed0"
     summary = json.loads((run / "analysis" / "summary.json").read_text())
@@ -269,6 +269,8 @@ def test_a_mamba_run_is_trained_analysed_probed_and_reported(tmp_path):
     assert all(l["null"] and l["attention"]["functions"] == summary["functions"]["n"] for l in summary["layers"])
     assert summary["functions"]["n"] == len(json.loads((run / "splits.json").read_text())["test"])
     assert sorted(np.load(run / "analysis" / "kernels.npz").files) == sorted(names)
+    assert (run / "kernels.jsonl").is_file() and not (run / "analysis" / "training_spectra.png").exists()  # no kernel to track
+    assert "epochs" not in summary
     probes = json.loads((run / "probes" / "test-split.json").read_text())
     assert probes["has_ssm_layers"] and list(probes["layers"]) == names
     md = (report.parent / "report.md").read_text()
@@ -284,3 +286,20 @@ def test_the_compiled_exponential_is_float32_accurate():
     exact = np.exp(x.astype(np.float64))
     assert np.max(np.abs(ours - exact) / exact) < 5e-7
     assert exp32(np.float32(-200.0)) == pytest.approx(math.exp(-87), rel=1e-6)  # clamped: the smallest normal decays
+
+
+def test_the_embedded_study_includes_mamba_and_a_dataset_study_asks_for_it_by_name(monkeypatch, tmp_path):
+    """`make demo` (reproduce without --data) trains mamba beside the study's eight models; with --data the
+    default stays the eight (a mamba ReVeal run costs several s4d runs)."""
+    from ssmscope import cli, pipeline
+
+    studied = []
+    monkeypatch.setattr(pipeline, "reproduce", lambda base, out, archs, seeds: (studied.append(tuple(archs)), ([], tmp_path / "report.html"))[1])
+    monkeypatch.setattr(pipeline, "format_table", lambda rows: "")
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"code": "int f ( ) { return 0 ; }", "label": 0}) + "\n")
+    assert cli.main(["reproduce", "--out", str(tmp_path / "demo")]) == 0
+    assert cli.main(["reproduce", "--out", str(tmp_path / "study"), "--data", str(data)]) == 0
+    embedded, dataset = studied
+    assert dataset == pipeline.STUDY_ARCHS and "mamba" not in dataset
+    assert embedded == (*dataset, "mamba")

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="the whole study: train → analyze → report for every architecture × seed")
     p.add_argument("--data", default=None, help="dataset file or ReVeal folder (default: generate the embedded synthetic corpus)")
     p.add_argument("--out", required=True, help="study directory (runs/ and report/ inside)")
-    p.add_argument("--archs", nargs="+", default=None, help="architectures (default: the six and the SMR fusion variants); -Nlayers adds depth, e.g. s4d s4d-2layers")
+    p.add_argument("--archs", nargs="+", default=None, help="architectures (default: the six and the SMR fusion variants, and mamba on the embedded corpus); -Nlayers adds depth, e.g. s4d s4d-2layers")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=t.epochs)
     p.add_argument("--limit", type=int, default=None)
@@ -277,7 +277,7 @@ def _report(args) -> None:
 
 
 def _reproduce(args) -> None:
-    from .pipeline import STUDY_ARCHS, format_table, reproduce, write_embedded_corpus
+    from .pipeline import EMBEDDED_STUDY_ARCHS, STUDY_ARCHS, format_table, reproduce, write_embedded_corpus
 
     if args.data is None:
         data_path = write_embedded_corpus(Path(args.out))
@@ -294,7 +294,8 @@ def _reproduce(args) -> None:
         train=dataclasses.replace(TrainConfig(), epochs=args.epochs, device=args.device, threads=args.threads, track_kernels=True, select_by=args.select_by),
     )
     with threads_set_to(args.threads):  # training, analysis and probes alike
-        rows, report = reproduce(base, args.out, args.archs or STUDY_ARCHS, args.seeds)
+        default_archs = EMBEDDED_STUDY_ARCHS if args.data is None else STUDY_ARCHS
+        rows, report = reproduce(base, args.out, args.archs or default_archs, args.seeds)
     print(format_table(rows))
     print(f"report: {report}")
 

@@ -128,8 +128,10 @@ def _place_in_untrained_null(config, model, summary: dict, inputs: dict[str, lis
 
 
 def _tracked_epochs(run_dir: Path) -> list[dict]:
-    """Per-epoch kernel summaries recorded by ``train --track-kernels`` (empty if none)."""
+    """Per-epoch kernel summaries recorded by ``train --track-kernels`` (empty if none, or if the model
+    has no kernel layers to track: a selective layer is read on inputs, after training)."""
     path = run_dir / "kernels.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    epochs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return epochs if any(epoch["layers"] for epoch in epochs) else []
