@@ -429,7 +429,7 @@ def bench_mamba_layer(B: int = 16, H: int = 128, L: int = 1024) -> dict:
 def bench_train_runs(archs: list[str] | None = None) -> dict | None:
     """One ReVeal epoch per architecture (and at 2 layers) in a fresh process under mimalloc (as the
     ssmscope command runs); some once more under glibc, keeping freed memory and by default.
-    ``archs``: only the runs of these architectures (e.g. ["s4d", "mamba"]; default all)."""
+    ``archs``: only these architectures under mimalloc (e.g. ["s4d", "mamba"]; default: all runs)."""
     if not REVEAL.is_file():
         return None
     out = {}
@@ -437,7 +437,7 @@ def bench_train_runs(archs: list[str] | None = None) -> dict | None:
     runs = [(arch, arch, mimalloc) for arch in ARCHITECTURES] + [(f"{arch}-2layers", f"{arch}-2layers", mimalloc) for arch in DEEP_ARCHS]
     runs += [(f"{arch}, glibc keeping freed memory", arch, glibc_kept) for arch in ("s4d", "s4d-2layers", "conv_s4d")]
     runs += [("s4d, glibc default", "s4d", glibc)]
-    runs = [run for run in runs if archs is None or run[1] in archs]
+    runs = [run for run in runs if archs is None or run[0] in archs]  # by name: the glibc re-runs only in a full run
     with tempfile.TemporaryDirectory() as tmp:
         for name, arch, env in runs:
             result = subprocess.run(
@@ -496,6 +496,10 @@ def print_table(r: dict) -> None:
             rows.append((f"mamba layer: {name}", f"{ms:.1f} ms ({r['mamba_layer']['ns_per_token'][name]:.0f} ns/token)"))
     for arch, row in (r.get("train_runs") or {}).items():
         rows.append((f"ReVeal epoch {arch}", f"{row['epoch_seconds'][0]:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB"))
+    epochs = {arch: row["epoch_seconds"][0] for arch, row in (r.get("train_runs") or {}).items()}
+    for arch in ("mamba", "mamba-2layers"):
+        if arch in epochs and "s4d" in epochs:
+            rows.append((f"  {arch} / s4d epoch (same run)", f"{epochs[arch] / epochs['s4d']:.2f}x"))
     width = max(len(name) for name, _ in rows) + 2
     for name, value in rows:
         print(f"{name:<{width}}{value}")
