@@ -379,7 +379,8 @@ def _html_table(rows: list[dict], columns) -> str:
 
     def cell(value: str) -> str:  # readings that do not differ from initialisation and models that learned nothing are greyed
         quiet = INSIDE_NULL in value or value.startswith("no:")
-        return f"<td class='quiet'>{e(value)}</td>" if quiet else f"<td>{e(value)}</td>"
+        text = e(value).replace("; ", ";<br>")  # a two-part cell (filter type; band-pass share) on two lines, not one wide one
+        return f"<td class='quiet'>{text}</td>" if quiet else f"<td>{text}</td>"
 
     head = "".join(f"<th>{e(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(cell(row[c]) for c in columns) + "</tr>" for row in rows)
