@@ -20,6 +20,8 @@ process; compare ratios within a run, not absolute numbers across machines (docs
     selective_scan  mamba.selective_scan forward+backward, B=16 D=256 N=16 L=1024, one thread: the
                   compiled loops against a PyTorch step loop (same process) and their error
                   against a float64 loop
+    attention_reading  one function's hidden attention read (lag sums and row ranges, D=256 N=16
+                  L=1024, one thread): the compiled row walk against scan_attention's maps
     mamba_layer   a Mamba block's forward+backward (B=16, H=128, L=1024, one thread) part by part,
                   beside the S4D layer and s5-pytorch's S5 at the same width: cost per token
     train_runs    one ReVeal epoch per architecture at defaults and at 2 layers, each in a fresh
@@ -56,7 +58,7 @@ from ssmscope.models.classifier import WITHOUT_S4D
 HERE = Path(__file__).resolve().parent
 REVEAL = HERE.parents[1] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
 SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "block_parts", "analysis", "streaming", "selective_scan",
-            "mamba_layer", "mamba_steps", "train_runs")
+            "attention_reading", "mamba_layer", "mamba_steps", "train_runs")
 DEEP_ARCHS = tuple(arch for arch in ARCHITECTURES if arch not in WITHOUT_S4D)  # the architectures --layers applies to
 
 
@@ -387,6 +389,25 @@ def bench_selective_scan(B: int = 16, D: int = 256, N: int = 16, L: int = 1024) 
     }
 
 
+def bench_attention_reading(D: int = 256, N: int = 16, L: int = 1024) -> dict:
+    """Seconds to read one function's hidden attention (lag sums, row ranges) of a D-channel layer at one
+    thread: the compiled row walk against the attention maps of scan_attention (float32), same process."""
+    from ssmscope.analysis.selective import LayerReading, lag_major
+    from ssmscope.models.mamba import channel_blocks, scan_attention
+
+    _, delta, A, B, C = (x.detach() for x in _scan_inputs(1, D, N, L))
+
+    def compiled():
+        LayerReading(D, L).add(delta, A, B, C)
+
+    def maps():
+        LayerReading(D, L).add_attention(lag_major(scan_attention(delta[:, block], A[block], B, C))[0] for block in channel_blocks(D, L))
+
+    with one_thread():
+        fast, slow = median_seconds(compiled, repeats=3), median_seconds(maps, repeats=3)
+    return {"shape": f"one function, D={D} N={N} L={L}, 1 thread", "compiled_s": fast, "maps_s": slow, "speedup": slow / fast}
+
+
 def bench_mamba_layer(B: int = 16, H: int = 128, L: int = 1024) -> dict:
     """Forward+backward of a Mamba block part by part (median of 5), the whole block, and S4D / S5 layers of width H."""
     import torch.nn.functional as F
@@ -468,6 +489,9 @@ def print_table(r: dict) -> None:
     for arch in ARCHITECTURES if "train_tokens" in r else ():
         row = r["train_tokens"][arch]
         rows.append((f"train {arch} (bucketed / random)", f"{row['bucketed']:.0f} / {row['random']:.0f} tok/s ({row['bucketing_speedup']:.1f}x)"))
+    if "attention_reading" in r:
+        a = r["attention_reading"]
+        rows.append((f"hidden attention read ({a['shape']})", f"compiled {a['compiled_s']:.2f} s, maps {a['maps_s']:.2f} s ({a['speedup']:.1f}x)"))
     if "mamba_steps" in r:
         m = r["mamba_steps"]
         rows.append(("mamba / s4d step time (interleaved)", f"{m['mamba_over_s4d']:.2f}x; mamba-2layers {m['mamba_2layers_over_s4d']:.2f}x"))
@@ -519,7 +543,7 @@ def main() -> None:
                            "allocator": loaded_allocator(), "keep_freed_memory": keep_freed_memory()}}
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
                "train_tokens": bench_train_tokens, "depth": bench_depth, "block_parts": bench_block_parts, "analysis": bench_analysis,
-               "streaming": bench_streaming, "selective_scan": bench_selective_scan, "mamba_layer": bench_mamba_layer, "mamba_steps": bench_mamba_steps,
+               "streaming": bench_streaming, "selective_scan": bench_selective_scan, "attention_reading": bench_attention_reading, "mamba_layer": bench_mamba_layer, "mamba_steps": bench_mamba_steps,
                "train_runs": lambda: bench_train_runs(args.archs)}
     for section in chosen:
         start = time.perf_counter()

@@ -190,13 +190,15 @@ class TimeInvariant(torch.nn.Module):
         return torch.einsum("n,dnl->dl", self.C * self.B, decay) * self.dt[:, None]
 
 
-def test_a_time_invariant_layer_reads_as_its_kernel():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # attention maps (PyTorch); compiled row-by-row loops
+def test_a_time_invariant_layer_reads_as_its_kernel(dtype):
     g = torch.Generator().manual_seed(3)
-    layer = TimeInvariant(torch.tensor([0.05, 0.2, 0.5], dtype=torch.float64), -torch.rand(3, 4, generator=g, dtype=torch.float64) - 0.1,
-                          torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64))
-    inputs = [torch.zeros(1, 3, n, dtype=torch.float64) for n in (40, 25, 60)]  # only the lengths matter
+    parameters = (torch.tensor([0.05, 0.2, 0.5], dtype=torch.float64), -torch.rand(3, 4, generator=g, dtype=torch.float64) - 0.1,
+                  torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64))
+    layer = TimeInvariant(*(p.to(dtype) for p in parameters))
+    inputs = [torch.zeros(1, 3, n, dtype=dtype) for n in (40, 25, 60)]  # only the lengths matter
     kernel, readings = read_layer_on_inputs(layer, inputs, length=64)
-    K = layer.kernel(64).numpy()
+    K = TimeInvariant(*(p.to(dtype).double() for p in parameters)).kernel(64).numpy()  # closed form of the same (rounded) numbers
     np.testing.assert_allclose(kernel[:, :60], K[:, :60], rtol=1e-10, atol=1e-14)  # every lag reached is the kernel
     assert np.all(kernel[:, 60:] == 0)  # lags no function reaches
     # lag profile: mean |K[l]| over channels, weighted alike at every lag
@@ -207,6 +209,32 @@ def test_a_time_invariant_layer_reads_as_its_kernel():
     q1, median, q3 = (float(np.percentile(by_hand, q, method="inverted_cdf")) for q in (25, 50, 75))
     assert (readings["effective_range"]["q1"], readings["effective_range"]["median"], readings["effective_range"]["q3"]) == (q1, median, q3)
     assert readings["functions"] == 3
+
+
+def test_compiled_lag_readings_equal_the_attention_maps():
+    """The compiled row walk (float32 inputs, float64 arithmetic) against scan_attention in float64 on the
+    same numbers: kernel sums, lag mass, every row's effective range, each function's median."""
+    from ssmscope.models.mamba import attention_lag_sums
+
+    g = torch.Generator().manual_seed(5)
+    D, N = 6, 4
+    A = -torch.exp(torch.randn(D, N, generator=g)) * torch.tensor([1.0, 1, 1, 1, 1, 20])[:, None]  # one fast-decaying channel
+    functions = []
+    for L in (37, 100, 9, 64):
+        delta = torch.exp(torch.empty(1, D, L).uniform_(-7, -1, generator=g))  # Δ from 1e-3 to 0.37
+        functions.append((delta, torch.randn(1, N, L, generator=g), torch.randn(1, N, L, generator=g)))
+    assert attention_lag_sums(*functions[0][:1], A, *functions[0][1:], fraction=0.9) is not None  # the compiled path applies
+    compiled, maps = LayerReading(D, 128), LayerReading(D, 128)
+    for delta, B, C in functions:
+        compiled.add(delta, A, B, C)
+        maps.add(delta.double(), A.double(), B.double(), C.double())
+    np.testing.assert_allclose(compiled.kernel_sum, maps.kernel_sum, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(compiled.lag_mass, maps.lag_mass, rtol=1e-10, atol=1e-14)
+    assert np.array_equal(compiled.range_histogram, maps.range_histogram) and compiled.range_histogram.sum() == D * (37 + 100 + 9 + 64)
+    assert compiled.function_medians == maps.function_medians
+    (_, ours), (_, theirs) = compiled.result(), maps.result()
+    np.testing.assert_allclose(ours.pop("lag_profile"), theirs.pop("lag_profile"), rtol=1e-10)
+    assert ours == theirs  # effective range quartiles, spread between functions, function count
 
 
 def test_lag_major_and_row_ranges_by_hand():

@@ -17,8 +17,10 @@ with lag l = t − s and |α| the attention mass:
   (D, L) bank that the S4D analysis reads like any kernel bank (``kernels.analyze_kernels``),
   so a selective row sits in the same table. A lag no function reaches stays 0.
 
-Memory stays bounded: one function at a time, a block of channels of its (L, L) maps at a time
-(``models.mamba.channel_blocks``: about 2²³ numbers per map block, 8 channels at L = 1024); the
+Memory stays bounded: one function at a time. On CPU in float32, compiled loops walk each row of
+α once and keep only that row (``models.mamba.attention_lag_sums``); elsewhere (CUDA, float64)
+``scan_attention`` forms a block of channels of the (L, L) maps at a time
+(``models.mamba.channel_blocks``: about 2²³ numbers per map block, 8 channels at L = 1024). The
 row ranges are kept as histograms over 1 .. L, not as lists.
 """
 
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.mamba import channel_blocks, scan_attention
+from ..models.mamba import attention_lag_sums, channel_blocks, scan_attention
 
 RANGE_FRACTION = 0.9  # share of a row's attention mass its effective range holds
 DEFAULT_FUNCTIONS = 256  # test functions a selective layer is read on (``analyze --limit``); cost grows with each one's L²
@@ -85,22 +87,35 @@ class LayerReading:
         self.function_medians: list[float] = []
 
     def add(self, delta, A, B, C) -> None:
-        """One function's scan inputs: Δ (1, D, L_f), A (D, N), B, C (1, N, L_f)."""
+        """One function's scan inputs: Δ (1, D, L_f), A (D, N), B, C (1, N, L_f). On CPU in float32 the
+        compiled loops read the attention row by row (``mamba.attention_lag_sums``); elsewhere
+        ``scan_attention`` forms it a block of channels at a time."""
         L_f = delta.shape[-1]
-        self.add_attention(lag_major(scan_attention(delta[:, block], A[block], B, C))[0] for block in channel_blocks(delta.shape[1], L_f))
+        sums = attention_lag_sums(delta, A, B, C, RANGE_FRACTION)
+        if sums is None:
+            self.add_attention(lag_major(scan_attention(delta[:, block], A[block], B, C))[0] for block in channel_blocks(delta.shape[1], L_f))
+            return
+        kernel_sum, lag_mass, range_counts = sums
+        self._add_function(kernel_sum, lag_mass.sum(0), range_counts.sum(0))
 
     def add_attention(self, blocks) -> None:
         """One function's hidden attention by lag, as consecutive channel blocks (c, L_f, L_f) [channel, t, l]."""
-        histogram = np.zeros(self.length + 1, dtype=np.int64)
-        start = 0
+        kernel_sum, lag_mass, range_counts = [], 0.0, 0
         for by_lag in blocks:
-            L_f = by_lag.shape[-1]
-            block = slice(start, start + by_lag.shape[0])
-            start = block.stop
-            self.kernel_sum[block, :L_f] += by_lag.sum(1).double().cpu().numpy()
-            self.lag_mass[:L_f] += by_lag.abs().sum((0, 1)).double().cpu().numpy()
-            histogram += np.bincount(row_ranges(by_lag).flatten().cpu().numpy(), minlength=self.length + 1)[: self.length + 1]
+            kernel_sum.append(by_lag.sum(1).double().cpu().numpy())
+            lag_mass = lag_mass + by_lag.abs().sum((0, 1)).double().cpu().numpy()
+            range_counts = range_counts + np.bincount(row_ranges(by_lag).flatten().cpu().numpy(), minlength=by_lag.shape[-1] + 1)
+        self._add_function(np.concatenate(kernel_sum), lag_mass, range_counts)
+
+    def _add_function(self, kernel_sum: np.ndarray, lag_mass: np.ndarray, range_counts: np.ndarray) -> None:
+        """One function's sums over its rows t: α by lag per channel (D, L_f), |α| by lag (L_f,), and
+        its rows counted by effective range 0 .. L_f."""
+        L_f = kernel_sum.shape[-1]
+        self.kernel_sum[:, :L_f] += kernel_sum
+        self.lag_mass[:L_f] += lag_mass
         self.lag_count[:L_f] += np.arange(L_f, 0, -1)  # positions t ≥ l of this function, per channel
+        histogram = np.zeros(self.length + 1, dtype=np.int64)
+        histogram[: L_f + 1] = range_counts
         self.range_histogram += histogram
         if histogram[1:].sum():
             self.function_medians.append(_histogram_quantiles(histogram)[1])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -227,6 +228,24 @@ def scan_attention(delta, A, B, C, window: int | None = None) -> torch.Tensor:
         positions = torch.arange(length, device=delta.device)
         alpha = alpha.masked_fill(positions[:, None] - positions[None, :] >= window, 0.0)
     return alpha
+
+
+def attention_lag_sums(delta, A, B, C, fraction: float):
+    """One function's hidden attention (batch 1), summed by lag without holding its (L, L) maps:
+    (Σ_t α[t, t − l] per channel (D, L), Σ_t |α[t, t − l]| per channel (D, L), the count of rows per
+    effective range 0 .. L per channel (D, L + 1)), float64 / int64 numpy arrays, from the compiled
+    row-by-row loops (``scan_kernels.attention_lag_readings``; effective range: the fewest lags that
+    hold ``fraction`` of a row's |α| mass, 0 for a row without mass). None where the compiled path does
+    not apply (CUDA, float64, numba missing, batch > 1): the caller then reads ``scan_attention``.
+    """
+    if delta.shape[0] != 1 or not _numba_applies(delta, A, B, C):
+        return None
+    channels, length = delta.shape[1:]
+    kernel_sum, lag_mass = np.zeros((channels, length)), np.zeros((channels, length))
+    range_counts = np.zeros((channels, length + 1), dtype=np.int64)
+    _numba_threads()
+    _kernels().attention_lag_readings(*_arrays(delta[0], A, B[0].T, C[0].T), float(fraction), kernel_sum, lag_mass, range_counts)
+    return kernel_sum, lag_mass, range_counts
 
 
 # The Mamba block.

@@ -154,3 +154,87 @@ def windowed_scan_forward(u, delta, A, Bt, Ct, window, y):  # pragma: no cover
                 for n in range(n_state):
                     total += Ct[b, t, n] * h[n]
             y[b, d, t] = total
+
+
+
+
+ROWS_TOGETHER = 8  # rows of α walked together by attention_lag_readings: one float64 vector of AVX-512
+
+
+@njit(fastmath=True, parallel=True, cache=True)
+def attention_lag_readings(delta, A, Bt, Ct, fraction, kernel_sum, lag_mass, range_counts):  # pragma: no cover - compiled
+    """One function's hidden attention, read row by row without ever holding an (L, L) map.
+
+    For each channel d and row t, α[t, s] = Δ_s Σ_n w_s[n] B_s[n] with w_t = C_t and
+    w_s = w_{s+1} ⊙ exp(Δ_{s+1} A), walking s down from t (the decay of ``mamba.scan_attention``
+    taken one token at a time). ``ROWS_TOGETHER`` consecutive rows t0 + j walk down together, so
+    that the inner loops run across rows (vectorised) instead of summing over n within one row; a
+    row joins when s reaches its t. Each value is kept by lag, by_lag[t − s, j], and the rows are
+    then added to the per-channel sums: kernel_sum[d, l] += α[t, t − l], lag_mass[d, l] +=
+    |α[t, t − l]|, and range_counts[d, r] += 1 where r is the row's effective range (the fewest
+    lags holding ``fraction`` of its mass; 0 for a row without mass).
+
+    Inputs: delta (D, L), A (D, N), Bt and Ct (L, N), float32. Decays, products and sums run in
+    float64, so a decay product over thousands of tokens loses nothing to rounding. Outputs
+    (float64, float64, int64) are added to, one row per channel, so channels run in parallel.
+    Memory per channel: the (L, N) decays and (L, ROWS_TOGETHER) values of the rows being walked.
+    """
+    D, L = delta.shape
+    N = A.shape[1]
+    R = ROWS_TOGETHER
+    for d in prange(D):
+        decay = np.empty((L, N))  # exp(Δ_k A[d, n]), float64
+        for k in range(L):
+            for n in range(N):
+                decay[k, n] = math.exp(np.float64(delta[d, k]) * np.float64(A[d, n]))
+        w = np.empty((N, R))  # per state n, the walking product of each row
+        acc = np.empty(R)
+        by_lag = np.empty((L, R))  # α[t0 + j, t0 + j − l] at [l, j]; 0 beyond the row's t
+        total, target, reached = np.empty(R), np.empty(R), np.empty(R)
+        effective = np.empty(R, dtype=np.int64)
+        for t0 in range(0, L, R):
+            rows = min(R, L - t0)
+            top = t0 + rows - 1
+            w[:] = 0.0
+            by_lag[: top + 1] = 0.0
+            for s in range(top, -1, -1):
+                if s < top:
+                    for n in range(N):
+                        factor = decay[s + 1, n]
+                        for j in range(R):
+                            w[n, j] *= factor
+                if s >= t0:  # row t = s starts here
+                    for n in range(N):
+                        w[n, s - t0] = Ct[s, n]
+                for j in range(R):
+                    acc[j] = 0.0
+                for n in range(N):
+                    b = np.float64(Bt[s, n])
+                    for j in range(R):
+                        acc[j] += w[n, j] * b
+                step = np.float64(delta[d, s])
+                first = max(s - t0, 0)  # rows j < s − t0 have t < s: not started
+                for j in range(first, rows):
+                    by_lag[t0 + j - s, j] = acc[j] * step
+            for j in range(R):
+                total[j] = 0.0
+                reached[j] = 0.0
+                effective[j] = 0
+            for lag in range(top + 1):
+                for j in range(R):
+                    total[j] += abs(by_lag[lag, j])
+            for j in range(R):
+                target[j] = fraction * total[j]
+            for lag in range(top + 1):
+                sum_value, sum_mass = 0.0, 0.0
+                for j in range(R):
+                    value = by_lag[lag, j]
+                    sum_value += value
+                    sum_mass += abs(value)
+                    reached[j] += abs(value)
+                    if effective[j] == 0 and total[j] > 0.0 and reached[j] >= target[j]:
+                        effective[j] = lag + 1
+                kernel_sum[d, lag] += sum_value
+                lag_mass[d, lag] += sum_mass
+            for j in range(rows):
+                range_counts[d, effective[j]] += 1
