@@ -22,8 +22,8 @@ from .report.render import DETECTION_COLUMNS, kernel_columns, load_run_record, t
 from .train.loop import RESUME_FILE, train_run
 
 STUDY_ARCHS = (*PAPER_ARCHITECTURES, *VARIANTS)  # the six + the SMR fusion ablation
-# The embedded study adds the selective SSM (issue 14): ~2 extra minutes there, where a 1-layer mamba
-# ReVeal run costs ~8 s4d runs (docs/PERFORMANCE.md "Mamba"), so on --data it is asked for by name.
+# The embedded study adds the selective SSM (issue 14): about 3 extra minutes at one thread there, where a 1-layer mamba
+# ReVeal run costs ~7 s4d runs (docs/PERFORMANCE.md "Mamba"), so on --data it is asked for by name.
 EMBEDDED_STUDY_ARCHS = (*STUDY_ARCHS, "mamba")
 
 
