@@ -237,6 +237,26 @@ def test_compiled_lag_readings_equal_the_attention_maps():
     assert ours == theirs  # effective range quartiles, spread between functions, function count
 
 
+def test_the_selective_null_reads_the_attention_range_of_fresh_layers_on_the_same_inputs():
+    """Draw i of the null is a fresh model under seed NULL_SEED_BASE + i; its layer read on the trained
+    model's inputs, here again by hand through the float64 attention maps, gives draw i's attention range."""
+    from ssmscope.analysis.null import ATTENTION_RANGE, MIN_NULL_DRAWS, NULL_SEED_BASE, selective_null_readings
+    from ssmscope.analysis.selective import selective_layer_inputs
+
+    torch.manual_seed(0)
+    model = build_model("mamba-2layers", 30, SMALL)
+    functions = [torch.randint(2, 30, (n,)) for n in (23, 40)]
+    inputs = selective_layer_inputs(model, functions, 48)
+    null = selective_null_readings("mamba-2layers", SMALL, inputs, 48, n=MIN_NULL_DRAWS)
+    for name, us in inputs.items():
+        assert len(null[name][ATTENTION_RANGE]) == MIN_NULL_DRAWS
+        for draw in (0, 7):
+            torch.manual_seed(NULL_SEED_BASE + draw)
+            fresh = dict(build_model("mamba-2layers", 2, SMALL).named_modules())[name].double()
+            _, readings = read_layer_on_inputs(fresh, [u.double() for u in us], 48)
+            assert null[name][ATTENTION_RANGE][draw] == readings["effective_range"]["median"]
+
+
 def test_lag_major_and_row_ranges_by_hand():
     alpha = torch.tensor([[[1.0, 0, 0], [2.0, 3.0, 0], [4.0, 5.0, 6.0]]])  # [t, s]
     assert torch.equal(lag_major(alpha), torch.tensor([[[1.0, 0, 0], [3.0, 2.0, 0], [6.0, 5.0, 4.0]]]))  # [t, l]
@@ -295,6 +315,7 @@ def test_a_mamba_run_is_trained_analysed_probed_and_reported(tmp_path):
     names = ["branches.mamba.blocks.0.mamba", "branches.mamba.blocks.1.mamba"]
     assert [(l["name"], l["depth"], l["kind"]) for l in summary["layers"]] == [(names[0], 0, "selective"), (names[1], 1, "selective")]
     assert all(l["null"] and l["attention"]["functions"] == summary["functions"]["n"] for l in summary["layers"])
+    assert all(0 <= l["null"]["attention_range"]["percentile"] <= 100 for l in summary["layers"])  # placed among fresh layers
     assert summary["functions"]["n"] == len(json.loads((run / "splits.json").read_text())["test"])
     assert sorted(np.load(run / "analysis" / "kernels.npz").files) == sorted(names)
     assert (run / "kernels.jsonl").is_file() and not (run / "analysis" / "training_spectra.png").exists()  # no kernel to track

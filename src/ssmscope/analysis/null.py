@@ -59,6 +59,7 @@ NULL_FORMAT = 2  # bump when the readings or the way they are drawn change: old 
 # ``summarize_model`` reads a trained model) is stored beside the layers' under this key; the
 # parentheses keep it apart from layer names, which are dotted module paths.
 MODEL_KEY = "(model)"
+ATTENTION_RANGE = "attention_range"  # selective layers: the median effective range of the hidden attention's rows
 
 
 def layer_readings(summary: dict) -> dict[str, float]:
@@ -147,7 +148,10 @@ def selective_null_readings(arch: str, model_config: ModelConfig, inputs: dict[s
         for i in range(n):
             torch.manual_seed(NULL_SEED_BASE + i)
             modules = dict(build_model(arch, 2, model_config).named_modules())
-            _collect(values, {name: read_layer_on_inputs(modules[name], us, length)[0] for name, us in inputs.items()})
+            read = {name: read_layer_on_inputs(modules[name], us, length) for name, us in inputs.items()}
+            _collect(values, {name: kernel for name, (kernel, _) in read.items()})
+            for name, (_, attention) in read.items():  # the layer's own reading: median effective range of its rows
+                values[name].setdefault(ATTENTION_RANGE, []).append(attention["effective_range"]["median"])
     return _as_arrays(values)
 
 
@@ -242,15 +246,16 @@ def place_in_null(summary_layers: list[dict], null: dict[str, dict[str, np.ndarr
         if layer["name"] not in null:
             raise SsmscopeError(f"layer {layer['name']} has no untrained null (the null holds {sorted(null)}); it was drawn for another "
                                 f"model structure: delete the null-*.json files in {null_cache_dir()} and analyse again")
-        by_reading = {}
-        for reading, value in layer_readings(layer["summary"]).items():
-            x = null[layer["name"]][reading]  # (n,)
-            by_reading[reading] = {
-                "value": value,
-                "null_median": float(np.median(x)),
-                "null_central": list(central_interval(x, level)),
-                "percentile": percentile_in_null(value, x),
-                "outside": outside_central(value, x, level),
-            }
-        placed[layer["name"]] = by_reading
+        placed[layer["name"]] = {reading: placement(value, null[layer["name"]][reading], level) for reading, value in layer_readings(layer["summary"]).items()}
     return placed
+
+
+def placement(value: float, x: np.ndarray, level: float = CENTRAL_LEVEL) -> dict:
+    """One reading against its null draws x (n,): value, null median, central interval, percentile, outside."""
+    return {
+        "value": value,
+        "null_median": float(np.median(x)),
+        "null_central": list(central_interval(x, level)),
+        "percentile": percentile_in_null(value, x),
+        "outside": outside_central(value, x, level),
+    }

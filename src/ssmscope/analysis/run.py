@@ -12,7 +12,7 @@ from ..errors import SsmscopeError
 from ..files import write_json
 from ..train.loop import encode_for_run, load_run, test_split_records
 from .kernels import analyze_kernels, extract_kernels, summarize_model
-from .null import CENTRAL_LEVEL, DEFAULT_NULL_DRAWS, MODEL_KEY, null_cache_key, null_readings, place_in_null, selective_null_readings
+from .null import ATTENTION_RANGE, CENTRAL_LEVEL, DEFAULT_NULL_DRAWS, MODEL_KEY, null_cache_key, null_readings, place_in_null, placement, selective_null_readings
 from .selective import DEFAULT_FUNCTIONS, NULL_FUNCTIONS, read_layer_on_inputs, selective_layer_inputs, selective_modules
 
 
@@ -122,9 +122,13 @@ def _place_in_untrained_null(config, model, summary: dict, inputs: dict[str, lis
     # The trained readings on the same functions as the null's. (A model's SSM layers are all of one
     # kind today; a model mixing kernel and selective layers would need both nulls here.)
     modules = dict(model.named_modules())
-    on_subset = {name: read_layer_on_inputs(modules[name], us, length)[0] for name, us in subset.items()}
+    read = {name: read_layer_on_inputs(modules[name], us, length) for name, us in subset.items()}
+    on_subset = {name: kernel for name, (kernel, _) in read.items()}
     subset_layers = [*analyze_kernels(on_subset), {"name": MODEL_KEY, "summary": summarize_model(on_subset)["summary"]}]
-    return place_in_null(subset_layers, null), len(next(iter(subset.values())))
+    placed = place_in_null(subset_layers, null)
+    for name, (_, attention) in read.items():  # and each layer's attention range, read on the same functions
+        placed[name][ATTENTION_RANGE] = placement(attention["effective_range"]["median"], null[name][ATTENTION_RANGE])
+    return placed, len(next(iter(subset.values())))
 
 
 def _tracked_epochs(run_dir: Path) -> list[dict]:

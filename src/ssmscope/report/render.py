@@ -208,7 +208,7 @@ LAYER_NOTE = (
     "pooled row, of every layer at once (the model's range). Selective layers (mamba) are read through their mean "
     "effective kernel on test functions; their percentiles compare the layer with fresh ones on the same inputs "
     "(a few functions, so the value beside pNN is the reading on those); attention range: the fewest lags holding "
-    "90% of a row's hidden-attention mass, median (quartiles) over rows; their probed range truncates the state's "
+    "90% of a row's hidden-attention mass, median (quartiles) over rows, its percentile that of the median on the null's functions; their probed range truncates the state's "
     "memory to m tokens."
 )
 PAIRWISE_NOTE = (
@@ -298,11 +298,13 @@ def layer_rows(record: RunRecord) -> list[dict]:
         row["probed range"] = "–" if layer_probe is None or layer_probe["used_range_tokens"] is None else str(layer_probe["used_range_tokens"])
         row["probed range (AUC)"] = "–" if layer_probe is None or layer_probe.get("used_range_auc_tokens") is None else str(layer_probe["used_range_auc_tokens"])
         rows.append(row)
-    attention = {l["name"]: l["attention"]["effective_range"] for l in record.analysis["layers"] if l.get("attention")}
+    attention = {l["name"]: (l["attention"]["effective_range"], (l.get("null") or {}).get("attention_range"))
+                 for l in record.analysis["layers"] if l.get("attention")}
     if attention:
         for row in rows:
-            span = attention.get(row["layer"])
-            row[ATTENTION_COLUMN] = f"{span['median']:.0f} ({span['q1']:.0f}–{span['q3']:.0f})" if span else "–"
+            span, placed = attention.get(row["layer"], (None, None))
+            mark = "" if placed is None else f", p{placed['percentile']:.0f}" + ("" if placed["outside"] else f" {INSIDE_NULL}")
+            row[ATTENTION_COLUMN] = f"{span['median']:.0f} ({span['q1']:.0f}–{span['q3']:.0f}){mark}" if span else "–"
     return rows
 
 
