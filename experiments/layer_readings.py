@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ssmscope.analysis.kernels import layer_depth
+from ssmscope.analysis.null import layer_readings
 
 READINGS = {"dominant_frequency": ("dominant frequency", "{:.4f}"), "spectral_entropy_bits": ("entropy (bits)", "{:.2f}"),
             "energy_length_90": ("energy length", "{:.0f}"), "dependency_range_tokens": ("dependency range", "{:.1f}"),
@@ -31,18 +32,16 @@ MODEL = "model"
 def layer_values(summary: dict, probes: dict) -> dict[str, dict]:
     """{layer name or MODEL: {"depth", reading: (value, outside the null or None), "probed": (F1, AUC), "attention"}}"""
     rows = {}
-    pooled = [{"name": MODEL, "depth": None, "summary": summary["model"]["summary"], "null": summary["model"].get("null")}]
+    pooled = [{"name": MODEL, "summary": summary["model"]["summary"], "null": summary["model"].get("null")}]
     entries = [*summary["layers"], *(pooled if len(summary["layers"]) > 1 else [])]  # one layer: its row is the model's
     for entry in entries:
-        channels = entry["summary"]["channels"]
-        values = {key: channels[key]["median"] for key in READINGS if key != "band_pass_share"}
-        values["band_pass_share"] = entry["summary"]["filter_type_share"]["band-pass"]
+        values = layer_readings(entry["summary"])
         null = entry.get("null") or {}
         one_layer = entry["name"] == MODEL or len(summary["layers"]) == 1  # the layer alone is the model
         alone = probes if one_layer else probes.get("layers", {}).get(entry["name"], {})
         attention = entry.get("attention")
         rows[entry["name"]] = {
-            "depth": entry["depth"] if entry["name"] == MODEL else layer_depth(entry["name"]),  # older analyses lack "depth"
+            "depth": None if entry["name"] == MODEL else layer_depth(entry["name"]),  # older analyses lack "depth"
             **{key: (value, null[key]["outside"] if key in null else None) for key, value in values.items()},
             "probed": (alone.get("used_range_tokens"), alone.get("used_range_auc_tokens")),
             "attention": attention["effective_range"]["median"] if attention else None,

@@ -18,18 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ssmscope.analysis.null import layer_readings
 from ssmscope.stats import t_over_seeds
 
-READINGS = ("dominant_frequency", "spectral_entropy_bits", "energy_length_90", "dependency_range_tokens")
 PROBED = ("used_range_tokens", "used_range_auc_tokens")
 
 
 def readings(run_dir: Path) -> dict[str, float]:
     summary = json.loads((run_dir / "analysis" / "summary.json").read_text())["model"]["summary"]
     probes = json.loads((run_dir / "probes" / "test-split.json").read_text())
-    values = {name: summary["channels"][name]["median"] for name in READINGS}
-    values["band_pass_share"] = summary["filter_type_share"]["band-pass"]
-    return values | {name: probes[name] for name in PROBED}
+    return layer_readings(summary) | {name: probes[name] for name in PROBED}
 
 
 def main() -> None:

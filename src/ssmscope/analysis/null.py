@@ -130,7 +130,8 @@ def _draw(arch: str, model_config: ModelConfig, length: int, n: int) -> dict[str
 
 def selective_null_readings(arch: str, model_config: ModelConfig, inputs: dict[str, list[torch.Tensor]], length: int,
                             n: int = DEFAULT_NULL_DRAWS) -> dict[str, dict[str, np.ndarray]]:
-    """The null of selective layers: {layer name (and MODEL_KEY): {reading: values (n,)}}.
+    """The null of selective layers: {layer name (and MODEL_KEY): {reading: values (n,)}}; each layer
+    also has ATTENTION_RANGE, the median effective range of its hidden attention's rows.
 
     A selective layer's kernel depends on its input, so its null holds the input fixed:
     ``inputs`` = {layer name: the inputs u (1, H, L_f) the *trained* model gives that layer on

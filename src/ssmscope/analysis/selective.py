@@ -90,13 +90,17 @@ class LayerReading:
         """One function's scan inputs: Δ (1, D, L_f), A (D, N), B, C (1, N, L_f). On CPU in float32 the
         compiled loops read the attention row by row (``mamba.attention_lag_sums``); elsewhere
         ``scan_attention`` forms it a block of channels at a time."""
-        L_f = delta.shape[-1]
         sums = attention_lag_sums(delta, A, B, C, RANGE_FRACTION)
         if sums is None:
-            self.add_attention(lag_major(scan_attention(delta[:, block], A[block], B, C))[0] for block in channel_blocks(delta.shape[1], L_f))
+            self.add_maps(delta, A, B, C)
             return
         kernel_sum, lag_mass, range_counts = sums
         self._add_function(kernel_sum, lag_mass.sum(0), range_counts.sum(0))
+
+    def add_maps(self, delta, A, B, C) -> None:
+        """``add`` through ``scan_attention``'s maps, a block of channels at a time (any device and dtype)."""
+        L_f = delta.shape[-1]
+        self.add_attention(lag_major(scan_attention(delta[:, block], A[block], B, C))[0] for block in channel_blocks(delta.shape[1], L_f))
 
     def add_attention(self, blocks) -> None:
         """One function's hidden attention by lag, as consecutive channel blocks (c, L_f, L_f) [channel, t, l]."""

@@ -208,8 +208,8 @@ LAYER_NOTE = (
     "pooled row, of every layer at once (the model's range). Selective layers (mamba) are read through their mean "
     "effective kernel on test functions; their percentiles compare the layer with fresh ones on the same inputs "
     "(a few functions, so the value beside pNN is the reading on those); attention range: the fewest lags holding "
-    "90% of a row's hidden-attention mass, median (quartiles) over rows, its percentile that of the median on the null's functions; their probed range truncates the state's "
-    "memory to m tokens."
+    "90% of a row's hidden-attention mass, median (quartiles) over rows, and pNN that of the median on the null's "
+    "functions; their probed range truncates the state's memory to m tokens."
 )
 PAIRWISE_NOTE = (
     "Paired differences A − B on the same test functions (ssmscope compare): the difference, its 95% interval "
