@@ -25,9 +25,13 @@ process; compare ratios within a run, not absolute numbers across machines (docs
     mamba_layer   a Mamba block's forward+backward (B=16, H=128, L=1024, one thread) part by part,
                   beside the S4D layer and s5-pytorch's S5 at the same width: cost per token
     train_runs    one ReVeal epoch per architecture at defaults and at 2 layers, each in a fresh
-                  process: epoch seconds and peak RSS (needs ../shared/data/reveal; the slowest part)
+                  process: epoch seconds and peak RSS (needs ../shared/data/reveal; the slowest part);
+                  with --device cuda on the GPU, peak GPU memory beside
+    cuda          only where a CUDA device is: the selective scan (PyTorch path) against a CUDA step
+                  loop with its error and peak GPU memory, Mamba block vs S4D layer, and interleaved
+                  training steps of s4d, mamba and mamba-2layers on the GPU
 
-    .venv/bin/python benchmarks/run.py [--only SECTION ...] [--skip SECTION ...] [--archs ARCH ...]
+    .venv/bin/python benchmarks/run.py [--only SECTION ...] [--skip SECTION ...] [--archs ARCH ...] [--device cuda]
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from ssmscope.models.classifier import WITHOUT_S4D
 HERE = Path(__file__).resolve().parent
 REVEAL = HERE.parents[1] / "shared" / "data" / "reveal" / "reveal.jsonl.gz"
 SECTIONS = ("tokenizer", "s4d_layer", "scaling", "train_tokens", "depth", "block_parts", "analysis", "streaming", "selective_scan",
-            "attention_reading", "mamba_layer", "mamba_steps", "train_runs")
+            "attention_reading", "mamba_layer", "mamba_steps", "train_runs", "cuda")
 DEEP_ARCHS = tuple(arch for arch in ARCHITECTURES if arch not in WITHOUT_S4D)  # the architectures --layers applies to
 
 
@@ -103,6 +107,16 @@ class Straightforward(torch.nn.Module):
         K = self.layer.kernel(L, "vandermonde")  # (H, L)
         y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(K, n=2 * L), n=2 * L)[..., :L]
         return y + self.layer.D[:, None] * u
+
+
+def cuda_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """median_seconds for GPU work: the clock is read after the device has finished."""
+    def synchronised():
+        torch.cuda.synchronize()
+        fn()
+        torch.cuda.synchronize()
+
+    return median_seconds(synchronised, repeats, warmup)
 
 
 def layer_fwd_bwd_seconds(layer: torch.nn.Module, u: torch.Tensor, repeats: int = 5) -> float:
@@ -224,7 +238,7 @@ def bench_train_tokens(n_batches: int = 12) -> dict:
     return out
 
 
-def interleaved_steps(names: tuple[str, ...], n_batches: int = 24, rounds: int = 5) -> dict:
+def interleaved_steps(names: tuple[str, ...], n_batches: int = 24, rounds: int = 5, device: str = "cpu") -> dict:
     """Median seconds per round of ``n_batches`` optimiser steps for each model in ``names`` (registry
     names, e.g. "s4d-2layers"), on the same bucketed ReVeal-length batches.
 
@@ -241,18 +255,20 @@ def interleaved_steps(names: tuple[str, ...], n_batches: int = 24, rounds: int =
     runs = {}
     for name in names:
         torch.manual_seed(0)
-        model = build_model(name, 5000)
+        model = build_model(name, 5000).to(device)
         runs[name] = (model, torch.optim.Adam(model.parameters(), lr=t.lr), [])
     for _ in range(rounds + 1):
         seconds = dict.fromkeys(runs, 0.0)
         for idx in chosen:
-            tokens, lens = collate(sequences, idx, t.pad_to_multiple)
+            tokens, lens = (x.to(device) for x in collate(sequences, idx, t.pad_to_multiple))
             for name, (model, optimizer, _) in runs.items():
                 start = time.perf_counter()
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lens), labels[idx])
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lens), labels[idx].to(device))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                if device == "cuda":
+                    torch.cuda.synchronize()
                 seconds[name] += time.perf_counter() - start
         for name, (_, _, seen) in runs.items():
             seen.append(seconds[name])
@@ -446,7 +462,57 @@ def bench_mamba_layer(B: int = 16, H: int = 128, L: int = 1024) -> dict:
     return out
 
 
-def bench_train_runs(archs: list[str] | None = None) -> dict | None:
+def bench_cuda(B: int = 16, D: int = 256, N: int = 16, L: int = 1024, H: int = 128) -> dict | None:
+    """The GPU path where there is one: seconds (median of 5 after a warm-up, device synchronised) and
+    peak GPU memory of the selective scan's forward+backward against a step loop on the GPU, their
+    error against a float64 step loop on the GPU; a Mamba block and an S4D layer of width H; and
+    training steps of s4d, mamba and mamba-2layers on the same bucketed ReVeal-length batches."""
+    if not torch.cuda.is_available():
+        return None
+    from ssmscope.models.mamba import Mamba, selective_scan
+
+    cuda = torch.device("cuda")
+    inputs = [x.detach().to(cuda).requires_grad_() for x in _scan_inputs(B, D, N, L)]
+    grad_y = torch.randn(B, D, L, generator=torch.Generator().manual_seed(1)).to(cuda)
+
+    def fwd_bwd(fn, xs):
+        y = fn(*xs)
+        return y.detach(), torch.autograd.grad(y, xs, grad_y.to(y.dtype))
+
+    out = {"gpu": torch.cuda.get_device_name(), "shape": f"B={B} D={D} N={N} L={L}, float32"}
+    for name, fn in (("scan", selective_scan), ("step_loop", _step_loop_scan)):
+        out[f"{name}_s"] = cuda_seconds(lambda fn=fn: fwd_bwd(fn, inputs), repeats=5 if name == "scan" else 3)
+        torch.cuda.reset_peak_memory_stats()
+        fwd_bwd(fn, inputs)
+        out[f"{name}_peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    out["speedup"] = out["step_loop_s"] / out["scan_s"]
+    from ssmscope.models.mamba import _torch_scan
+
+    out["chunks"] = {}
+    for chunk in (8, 16, 32, 64):  # tokens per closed-form chunk: fewer launches against (B, D, N, T, T) tensors
+        seconds = cuda_seconds(lambda c=chunk: fwd_bwd(lambda *xs: _torch_scan(*xs, chunk=c), inputs))
+        torch.cuda.reset_peak_memory_stats()
+        fwd_bwd(lambda *xs, c=chunk: _torch_scan(*xs, chunk=c), inputs)
+        out["chunks"][chunk] = {"ms": 1e3 * seconds, "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
+    y, grads = fwd_bwd(selective_scan, inputs)
+    y64, grads64 = fwd_bwd(_step_loop_scan, [x.detach().double().requires_grad_() for x in inputs])
+    out["y_error_vs_float64"] = float((y.double() - y64).abs().max() / y64.abs().max())
+    out["grad_errors_vs_float64"] = {name: float((g.double() - g64).abs().max() / g64.abs().max())
+                                     for name, g, g64 in zip(("u", "delta", "A", "B", "C"), grads, grads64)}
+    del inputs, grads, grads64, y, y64
+    torch.manual_seed(0)
+    u = torch.randn(B, H, L, device=cuda, requires_grad=True)
+    block, layer = Mamba(H).to(cuda), S4D(H, d_state=64).to(cuda)
+    out["mamba_block_ms"] = 1e3 * cuda_seconds(lambda: block(u).sum().backward())
+    out["s4d_layer_ms"] = 1e3 * cuda_seconds(lambda: layer(u).sum().backward())
+    out["mamba_over_s4d_layer"] = out["mamba_block_ms"] / out["s4d_layer_ms"]
+    steps = interleaved_steps(("s4d", "mamba", "mamba-2layers"), n_batches=12, rounds=3, device="cuda")
+    s4d = steps["seconds"]["s4d"]
+    out["steps"] = {**steps, "mamba_over_s4d": steps["seconds"]["mamba"] / s4d, "mamba_2layers_over_s4d": steps["seconds"]["mamba-2layers"] / s4d}
+    return out
+
+
+def bench_train_runs(archs: list[str] | None = None, device: str = "cpu") -> dict | None:
     """One ReVeal epoch per architecture (and at 2 layers) in a fresh process under mimalloc (as the
     ssmscope command runs); some once more under glibc, keeping freed memory and by default.
     ``archs``: only these architectures under mimalloc (e.g. ["s4d", "mamba"]; default: all runs)."""
@@ -461,7 +527,7 @@ def bench_train_runs(archs: list[str] | None = None) -> dict | None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, arch, env in runs:
             result = subprocess.run(
-                [sys.executable, str(HERE / "train_epoch.py"), "--arch", arch, "--data", str(REVEAL), "--out", f"{tmp}/{arch}"],
+                [sys.executable, str(HERE / "train_epoch.py"), "--arch", arch, "--data", str(REVEAL), "--out", f"{tmp}/{arch}", "--device", device],
                 capture_output=True, text=True, check=True, env={**os.environ, **env},
             )
             out[name] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -517,8 +583,19 @@ def print_table(r: dict) -> None:
     for name, ms in (r.get("mamba_layer") or {}).items():
         if isinstance(ms, float) and name != "mamba_over_s4d":
             rows.append((f"mamba layer: {name}", f"{ms:.1f} ms ({r['mamba_layer']['ns_per_token'][name]:.0f} ns/token)"))
+    if r.get("cuda"):
+        c = r["cuda"]
+        rows += [
+            (f"CUDA ({c['gpu']}) selective scan fwd+bwd", f"{1e3 * c['scan_s']:.1f} ms, peak {c['scan_peak_gpu_mb']:.0f} MB"),
+            ("CUDA selective scan, step loop", f"{1e3 * c['step_loop_s']:.1f} ms, peak {c['step_loop_peak_gpu_mb']:.0f} MB ({c['speedup']:.1f}x the scan)"),
+            ("  error vs float64 loop (y; worst grad)", f"{c['y_error_vs_float64']:.1e}; {max(c['grad_errors_vs_float64'].values()):.1e}"),
+            *((f"  chunks of {chunk} tokens", f"{v['ms']:.1f} ms, peak {v['peak_gpu_mb']:.0f} MB") for chunk, v in c["chunks"].items()),
+            ("CUDA Mamba block / S4D layer fwd+bwd", f"{c['mamba_block_ms']:.1f} / {c['s4d_layer_ms']:.1f} ms ({c['mamba_over_s4d_layer']:.1f}x)"),
+            ("CUDA mamba / s4d step time (interleaved)", f"{c['steps']['mamba_over_s4d']:.2f}x; mamba-2layers {c['steps']['mamba_2layers_over_s4d']:.2f}x"),
+        ]
     for arch, row in (r.get("train_runs") or {}).items():
-        rows.append((f"ReVeal epoch {arch}", f"{row['epoch_seconds'][0]:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB"))
+        gpu = f", peak GPU {row['peak_gpu_mb']:.0f} MB" if row.get("peak_gpu_mb") is not None else ""
+        rows.append((f"ReVeal epoch {arch}", f"{row['epoch_seconds'][0]:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB{gpu}"))
     epochs = {arch: row["epoch_seconds"][0] for arch, row in (r.get("train_runs") or {}).items()}
     for arch in ("mamba", "mamba-2layers"):
         if arch in epochs and "s4d" in epochs:
@@ -534,16 +611,18 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--skip", nargs="+", choices=SECTIONS, default=[])
     parser.add_argument("--archs", nargs="+", default=None, help="train_runs: only these architectures (default: all, at 1 and 2 layers)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="train_runs: where the epochs train (default cpu)")
     args = parser.parse_args()
     chosen = [s for s in args.only if s not in args.skip]
 
     results = {"machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                            "threads": torch.get_num_threads(), "cpus": len(os.sched_getaffinity(0)),
+                           "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                            "allocator": loaded_allocator(), "keep_freed_memory": keep_freed_memory()}}
     runners = {"tokenizer": bench_tokenizer, "s4d_layer": bench_s4d_layer, "scaling": bench_scaling,
                "train_tokens": bench_train_tokens, "depth": bench_depth, "block_parts": bench_block_parts, "analysis": bench_analysis,
                "streaming": bench_streaming, "selective_scan": bench_selective_scan, "attention_reading": bench_attention_reading, "mamba_layer": bench_mamba_layer, "mamba_steps": bench_mamba_steps,
-               "train_runs": lambda: bench_train_runs(args.archs)}
+               "train_runs": lambda: bench_train_runs(args.archs, args.device), "cuda": bench_cuda}
     for section in chosen:
         start = time.perf_counter()
         results[section] = runners[section]()

@@ -5,7 +5,7 @@ VmHWM of /proc/self/status: the high-water mark of this program's own memory. (r
 do: Linux carries it over from the parent at fork and across exec, so a child of a large process,
 or of the re-run under mimalloc, reports the parent's size when its own is smaller.)
 
-    .venv/bin/python benchmarks/train_epoch.py --arch s4d --data PATH --out DIR [--epochs 1]
+    .venv/bin/python benchmarks/train_epoch.py --arch s4d --data PATH --out DIR [--epochs 1] [--device cuda]
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import torch
 
 from ssmscope.allocator import keep_freed_memory, loaded_allocator, use_preferred_allocator
 from ssmscope.config import RunConfig, TrainConfig
@@ -32,13 +34,14 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
 
     use_preferred_allocator()  # as the ssmscope command does: mimalloc unless SSMSCOPE_ALLOCATOR=glibc
     keep = keep_freed_memory()  # under glibc: off with SSMSCOPE_KEEP_FREED_MEMORY=0
     lines = []
     start = time.perf_counter()
-    train_run(RunConfig(args.arch, args.data, train=TrainConfig(epochs=args.epochs)), args.out, overwrite=True, log=lines.append)
+    train_run(RunConfig(args.arch, args.data, train=TrainConfig(epochs=args.epochs, device=args.device)), args.out, overwrite=True, log=lines.append)
     total = time.perf_counter() - start
     epochs = [json.loads(line) for line in open(f"{args.out}/metrics.jsonl")]
     print(json.dumps({
@@ -49,6 +52,8 @@ def main() -> None:
         "epoch_seconds": [e["seconds"] for e in epochs],  # train pass + validation, as logged
         "total_seconds": total,  # data preparation, all epochs, test evaluation, writing
         "peak_rss_mb": peak_rss_mb(),
+        "device": args.device,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None,
     }))
 
 

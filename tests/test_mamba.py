@@ -45,7 +45,7 @@ def relative_error(a, b):
 def value_and_grads(fn, inputs, seed=1):
     inputs = [x.detach().clone().requires_grad_() for x in inputs]
     y = fn(*inputs)
-    grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(y.dtype)  # same draws at every dtype
+    grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(y.device, y.dtype)  # same draws at every dtype and device
     return y, torch.autograd.grad(y, inputs, grad_y)
 
 

@@ -22,8 +22,9 @@ Two implementations of the same recurrence (``selective_scan`` picks one):
 - CPU float32: compiled loops (``scan_kernels``, numba) with a written backward that recomputes
   each channel's states instead of storing them (docs/METHODS.md, "Selective scan").
 - anything else (CUDA tensors, float64): PyTorch, chunks of ``TORCH_SCAN_CHUNK`` tokens, each
-  chunk a step loop under activation checkpointing, so autograd keeps the states at chunk
-  boundaries only: (batch, D, N) per chunk instead of per token.
+  chunk in closed form (its hidden attention plus the incoming state, ``_scan_chunk``) under
+  activation checkpointing, so autograd keeps the states at chunk boundaries only: (batch, D, N)
+  per chunk instead of per token.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-TORCH_SCAN_CHUNK = 64  # tokens per checkpointed chunk of the PyTorch scan
+TORCH_SCAN_CHUNK = 32  # tokens per checkpointed chunk of the PyTorch scan: the fastest of 8–64 on an H100 (PERFORMANCE.md)
 ATTENTION_BLOCK = 64  # rows of the hidden attention computed together (``scan_attention``)
 
 
@@ -136,14 +137,29 @@ class _NumbaScan(torch.autograd.Function):
 # The PyTorch path (CUDA, float64, no numba).
 
 def _scan_chunk(u, delta, A, B, C, h):
-    """T steps of the recurrence from state h (batch, D, N): → y (batch, D, T), last state."""
-    decay = torch.exp(delta[..., None] * A[:, None, :])  # (batch, D, T, N)
-    drive = (delta * u)[..., None] * B.transpose(1, 2)[:, None]  # (batch, D, T, N)
-    outputs = []
-    for t in range(u.shape[-1]):
-        h = decay[:, :, t] * h + drive[:, :, t]  # (batch, D, N)
-        outputs.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
-    return torch.stack(outputs, dim=-1), h
+    """T tokens of the recurrence from state h (batch, D, N) in closed form: → y (batch, D, T), last state.
+
+    Within the chunk, with gap[t, s] = Σ_{k=s+1..t} Δ_k and S_t = Σ_{k≤t} Δ_k (from the chunk's start),
+
+        h_t = exp(A S_t) h + Σ_{s≤t} exp(A gap[t, s]) Δ_s B_s u_s,    y_t = Σ_n C_t[n] h_t[n],
+
+    i.e. the chunk's hidden attention applied to Δ u plus the decayed incoming state: a few large
+    tensor operations instead of T small steps (on a GPU the steps' kernel launches dominate).
+    Every exponent is ≤ 0 (A < 0, Δ > 0), and gap is summed directly, not taken as a difference of
+    cumulative sums, so nothing overflows or cancels. Memory: (batch, D, N, T, T) for the chunk.
+    """
+    T = u.shape[-1]
+    later = torch.ones(T, T, dtype=torch.bool, device=u.device).tril(-1)  # [k, s]: k > s
+    gap = torch.cumsum(delta[..., :, None] * later, dim=-2)  # (batch, D, T, T): Σ_{k=s+1..t} Δ_k at [t, s]
+    causal = torch.ones(T, T, dtype=u.dtype, device=u.device).tril()  # [t, s]: s ≤ t
+    weights = torch.exp(A[None, :, :, None, None] * gap[:, :, None]) * causal  # (batch, D, N, T, T)
+    pairs = C[:, :, :, None] * B[:, :, None, :]  # (batch, N, T, T): C_t[n] B_s[n] at [t, s]
+    attention = (weights * pairs[:, None]).sum(2)  # (batch, D, T, T)
+    x = delta * u  # (batch, D, T)
+    state_decay = torch.exp(A[None, :, :, None] * torch.cumsum(delta, dim=-1)[:, :, None, :])  # (batch, D, N, T): exp(A S_t)
+    y = torch.einsum("bdts,bds->bdt", attention, x) + torch.einsum("bdnt,bnt->bdt", state_decay * h[..., None], C)
+    last = state_decay[..., -1] * h + torch.einsum("bdns,bns,bds->bdn", weights[..., -1, :], B, x)
+    return y, last
 
 
 def _torch_scan(u, delta, A, B, C, chunk: int = TORCH_SCAN_CHUNK):
