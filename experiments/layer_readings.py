@@ -6,7 +6,8 @@ architecture side by side, layer by layer in depth order, for docs/RESULTS.md. P
 dependency range, share of band-pass channels): mean ± sample std over seeds, and in how many seeds the
 reading lies outside the central 95% of the untrained null (``analyze``'s placement). Then the probed
 range of the layer truncated alone (probes/test-split.json ``layers``; F1 / AUC criterion, one value
-per seed), and for selective layers (mamba) the median effective range of the hidden attention.
+per seed), and for selective layers (mamba) the median effective range of the hidden attention with
+its percentile among fresh layers read on the same inputs (pNN).
 The "model" row pools every layer (readings) and truncates every layer at once (probes).
 
     .venv/bin/python experiments/layer_readings.py runs/study12 s4d-2layers smr_s4d-2layers [--seeds 0 1 2]
@@ -45,6 +46,7 @@ def layer_values(summary: dict, probes: dict) -> dict[str, dict]:
             **{key: (value, null[key]["outside"] if key in null else None) for key, value in values.items()},
             "probed": (alone.get("used_range_tokens"), alone.get("used_range_auc_tokens")),
             "attention": attention["effective_range"]["median"] if attention else None,
+            "attention_percentile": null["attention_range"]["percentile"] if "attention_range" in null else None,
         }
     return rows
 
@@ -59,7 +61,7 @@ def table(study: Path, arch: str, seeds: list[int]) -> list[str]:
         probes = json.loads((run / "probes" / "test-split.json").read_text())
         runs.append(layer_values(summary, probes))
     names = list(runs[0])
-    header = ["layer", "depth", *(label for label, _ in READINGS.values()), "probed range alone (F1 / AUC), per seed", "attention range"]
+    header = ["layer", "depth", *(label for label, _ in READINGS.values()), "probed range alone (F1 / AUC), per seed", "attention range (null percentile), per seed"]
     lines = [f"{arch}, seeds {', '.join(map(str, seeds))}: mean ± std over seeds; [k out] = outside the untrained null in k seeds", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
@@ -71,8 +73,8 @@ def table(study: Path, arch: str, seeds: list[int]) -> list[str]:
             spread = f" ± {fmt.format(values.std(ddof=1))}" if len(values) > 1 else ""
             cells.append(f"{fmt.format(values.mean())}{spread}" + (f" [{sum(outside)} out]" if outside else ""))
         cells.append(", ".join(f"{p['probed'][0]} / {p['probed'][1]}" for p in per_seed))
-        attention = [p["attention"] for p in per_seed if p["attention"] is not None]
-        cells.append(", ".join(f"{a:.0f}" for a in attention) if attention else "–")
+        cells.append(", ".join(f"{p['attention']:.0f}" + ("" if p["attention_percentile"] is None else f" (p{p['attention_percentile']:.0f})")
+                               for p in per_seed if p["attention"] is not None) or "–")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
