@@ -197,7 +197,7 @@ KERNEL_NOTE = (
     f"{INSIDE_NULL}: the reading lies inside the central 95% of the same reading over freshly initialised "
     f"models of the same configuration in every run (k/S: in k of S runs), i.e. it does not differ from "
     "initialisation (beside the filter type: the share of band-pass channels). Each run's section lists every "
-    "layer's readings with their percentile among the untrained ones. Probed range: the fewest kernel taps that keep 90% of the model's F1; (AUC): the fewest "
+    "layer's readings with their percentile among the untrained ones. Probed range: the fewest kernel taps (mamba: tokens of state memory) that keep 90% of the model's F1; (AUC): the fewest "
     "that recover 90% of the ROC-AUC the kernel adds over none (ssmscope probe, first probe dataset of each run)."
 )
 LAYER_NOTE = (
