@@ -64,7 +64,7 @@ def test_compiled_scan_and_gradients_match_a_float64_loop(length):
 
 
 def test_torch_scan_matches_the_loop_in_float64():
-    problem = [x.double() for x in scan_problem(length=150)]  # float64: the PyTorch path (chunks of 64)
+    problem = [x.double() for x in scan_problem(length=150)]  # float64: the PyTorch path (chunks of TORCH_SCAN_CHUNK, several here)
     assert not mamba._numba_applies(*problem)
     y, grads = value_and_grads(selective_scan, problem)
     y_ref, grads_ref = value_and_grads(loop_scan, problem)
