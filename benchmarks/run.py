@@ -371,6 +371,14 @@ def _scan_inputs(B: int, D: int, N: int, L: int, dtype=torch.float32) -> list[to
     return [x.to(dtype).requires_grad_() for x in (u, delta, A, torch.randn(B, N, L, generator=g), torch.randn(B, N, L, generator=g))]
 
 
+SCAN_INPUT_NAMES = ("u", "delta", "A", "B", "C")  # the order of _scan_inputs
+
+
+def _error_vs_float64(x: torch.Tensor, x64: torch.Tensor) -> float:
+    """max |x − x64| / max |x64|."""
+    return float((x.double() - x64).abs().max() / x64.abs().max())
+
+
 def bench_selective_scan(B: int = 16, D: int = 256, N: int = 16, L: int = 1024) -> dict:
     """Seconds of forward + backward (ȳ = a fixed random tensor) of the compiled scan and of the step
     loop, in this process at one thread; the compiled result's error against the float64 loop."""
@@ -396,12 +404,12 @@ def bench_selective_scan(B: int = 16, D: int = 256, N: int = 16, L: int = 1024) 
     slow = statistics.median(f + b for _, _, f, b in loop)
     y, grads, _, _ = compiled[0]
     y64, grads64, _, _ = run(_step_loop_scan, [x.detach().double().requires_grad_() for x in inputs])
-    errors = {name: float((g.double() - g64).abs().max() / g64.abs().max()) for name, g, g64 in zip(("u", "delta", "A", "B", "C"), grads, grads64)}
+    errors = {name: _error_vs_float64(g, g64) for name, g, g64 in zip(SCAN_INPUT_NAMES, grads, grads64)}
     return {
         "shape": f"B={B} D={D} N={N} L={L}, float32, 1 thread", "compiled_path": _numba_applies(*inputs),
         "compiled_s": fast, "compiled_forward_s": statistics.median(f for _, _, f, _ in compiled),
         "step_loop_s": slow, "step_loop_forward_s": statistics.median(f for _, _, f, _ in loop), "speedup": slow / fast,
-        "y_error_vs_float64": float((y.double() - y64).abs().max() / y64.abs().max()), "grad_errors_vs_float64": errors,
+        "y_error_vs_float64": _error_vs_float64(y, y64), "grad_errors_vs_float64": errors,
     }
 
 
@@ -496,9 +504,8 @@ def bench_cuda(B: int = 16, D: int = 256, N: int = 16, L: int = 1024, H: int = 1
         out["chunks"][chunk] = {"ms": 1e3 * seconds, "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
     y, grads = fwd_bwd(selective_scan, inputs)
     y64, grads64 = fwd_bwd(_step_loop_scan, [x.detach().double().requires_grad_() for x in inputs])
-    out["y_error_vs_float64"] = float((y.double() - y64).abs().max() / y64.abs().max())
-    out["grad_errors_vs_float64"] = {name: float((g.double() - g64).abs().max() / g64.abs().max())
-                                     for name, g, g64 in zip(("u", "delta", "A", "B", "C"), grads, grads64)}
+    out["y_error_vs_float64"] = _error_vs_float64(y, y64)
+    out["grad_errors_vs_float64"] = {name: _error_vs_float64(g, g64) for name, g, g64 in zip(SCAN_INPUT_NAMES, grads, grads64)}
     del inputs, grads, grads64, y, y64
     torch.manual_seed(0)
     u = torch.randn(B, H, L, device=cuda, requires_grad=True)

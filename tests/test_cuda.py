@@ -73,10 +73,13 @@ def test_the_mamba_block_on_cuda_equals_the_cpu_block_and_steps_like_its_forward
     assert relative_error(torch.stack(steps, dim=-1).cpu(), reference) < 1e-3
 
 
+def train_command(data, out, device, arch, *extra):
+    return [sys.executable, "-m", "ssmscope", "train", "--arch", arch, "--data", str(data), "--out", str(out), "--epochs", "3",
+            "--batch-size", "16", "--max-len", "64", "--embed-dim", "32", "--dropout", "0", "--device", device, "--threads", "1", *extra]
+
+
 def train(data, out, device, arch, *extra):
-    command = [sys.executable, "-m", "ssmscope", "train", "--arch", arch, "--data", str(data), "--out", str(out), "--epochs", "3",
-               "--batch-size", "16", "--max-len", "64", "--embed-dim", "32", "--dropout", "0", "--device", device, "--threads", "1", *extra]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(train_command(data, out, device, arch, *extra), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -116,10 +119,9 @@ def test_a_run_trained_on_cuda_matches_the_cpu_run_and_is_evaluated_probed_analy
 
 def test_a_cuda_run_killed_mid_epoch_resumes_on_cuda(small_corpus, tmp_path, kill_inside_epoch_2):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    train(small_corpus, whole, "cuda", "mamba", "--checkpoint-every", "1", "--batch-size", "8")
-    command = [sys.executable, "-m", "ssmscope", "train", "--arch", "mamba", "--data", str(small_corpus), "--out", str(killed), "--epochs", "3",
-               "--batch-size", "8", "--max-len", "64", "--embed-dim", "32", "--dropout", "0", "--device", "cuda", "--threads", "1",
-               "--checkpoint-every", "1"]
+    extra = ("--batch-size", "8", "--checkpoint-every", "1")  # 8: several steps per epoch to be killed inside
+    train(small_corpus, whole, "cuda", "mamba", *extra)
+    command = train_command(small_corpus, killed, "cuda", "mamba", *extra)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_inside_epoch_2(process, killed)
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)

@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..analysis.kernels import layer_depth  # noqa: E402
-from ..analysis.null import layer_readings  # noqa: E402
+from ..analysis.null import ATTENTION_RANGE, layer_readings  # noqa: E402
 from ..config import RunConfig  # noqa: E402
 from ..errors import SsmscopeError  # noqa: E402
 from ..stats import RESAMPLED_METRICS, bootstrap_mean_interval  # noqa: E402
@@ -298,7 +298,7 @@ def layer_rows(record: RunRecord) -> list[dict]:
         row["probed range"] = "–" if layer_probe is None or layer_probe["used_range_tokens"] is None else str(layer_probe["used_range_tokens"])
         row["probed range (AUC)"] = "–" if layer_probe is None or layer_probe.get("used_range_auc_tokens") is None else str(layer_probe["used_range_auc_tokens"])
         rows.append(row)
-    attention = {l["name"]: (l["attention"]["effective_range"], (l.get("null") or {}).get("attention_range"))
+    attention = {l["name"]: (l["attention"]["effective_range"], (l.get("null") or {}).get(ATTENTION_RANGE))
                  for l in record.analysis["layers"] if l.get("attention")}
     if attention:
         for row in rows:
