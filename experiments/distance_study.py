@@ -16,7 +16,8 @@ the corpus has a vocabulary of ~200 tokens.
     .venv/bin/python experiments/distance_study.py --out runs/depth-distance \
         --archs s4d s4d-2layers s4d-4layers smr_s4d smr_s4d-2layers smr_s4d-4layers
 
-Writes OUT/distance_table.md and OUT/distance_results.json; re-running skips finished runs.
+Writes OUT/distance_table.md, OUT/distance_results.json and OUT/dD/report/; re-running skips finished
+runs and the reports that are newer than their runs (--rewrite-reports: all of them).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ssmscope.config import EMBEDDED_MODEL, DataConfig, RunConfig, TrainConfig
 from ssmscope.data.synthetic import generate
 from ssmscope.files import write_json, write_jsonl
 from ssmscope.pipeline import reproduce, run_dir_for
+from ssmscope.report.render import write_report
 
 READINGS = ("f1", "mcc", "roc_auc", "dependency_range_tokens", "energy_length_90", "dependency_range_common", "energy_length_common",
             "used_range_tokens", "used_range_auc_tokens", "attention_range")
@@ -95,6 +97,18 @@ def layer_rows(run_dir: Path) -> list[dict]:
     return rows
 
 
+def report_is_current(report_dir: Path, run_dirs: list[Path]) -> bool:
+    """True when report_dir/report.md is newer than every run's metrics, analysis and probes (same runs
+    as last time: each run's directory is named in the report); writing a distance's report takes
+    minutes, so a re-run that only adds a model does not rewrite the other distances' reports."""
+    report = report_dir / "report.md"
+    if not report.is_file():
+        return False
+    text, written = report.read_text(), report.stat().st_mtime
+    inputs = [d / name for d in run_dirs for name in ("metrics.json", "analysis/summary.json", "probes/test-split.json")]
+    return all(f"`{d}`" in text for d in run_dirs) and all(f.is_file() and f.stat().st_mtime < written for f in inputs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -103,6 +117,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--rewrite-reports", action="store_true",
+                        help="rewrite every distance's report (default: only those older than their runs, e.g. after a code change)")
     args = parser.parse_args()
     use_preferred_allocator()  # as the ssmscope command runs (allocator.py)
     keep_freed_memory()
@@ -117,7 +133,12 @@ def main() -> None:
         max_len = 1 << int(np.ceil(np.log2(3 * d + 200)))  # every function whole (≈ 3d + 180 tokens at most)
         base = RunConfig("s4d", str(data.resolve()), DataConfig(max_len=max_len), model=EMBEDDED_MODEL,
                          train=TrainConfig(epochs=args.epochs, track_kernels=True))
-        reproduce(base, study, args.archs, args.seeds, log=print)
+        run_dirs = [run_dir_for(study, arch, seed) for arch in args.archs for seed in args.seeds]
+        reproduce(base, study, args.archs, args.seeds, log=print, report=False)
+        if args.rewrite_reports or not report_is_current(study / "report", run_dirs):
+            write_report(run_dirs, study / "report")
+        else:
+            print(f"{study / 'report'}: newer than its runs, kept (--rewrite-reports rewrites it)")
         for arch in args.archs:
             for seed in args.seeds:
                 rows.append({"distance": d, "arch": arch, "seed": seed, "max_len": max_len, **reading(run_dir_for(study, arch, seed))})

@@ -192,9 +192,10 @@ def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
     md = report.with_name("report.md").read_text()
     assert f"| s4d | smr_s4d-none | 2 | {f1['difference']:+.3f} [{f1['ci_low']:+.3f}, {f1['ci_high']:+.3f}] p {format_p(f1['p_value'])}" in md
     stamp = (tmp_path / "runs" / "s4d-seed0" / "model.pt").stat().st_mtime_ns
-    messages = []
-    reproduce(base, tmp_path, archs=["s4d"], seeds=[0], log=messages.append)
+    messages, written = [], report.with_name("report.md").stat().st_mtime_ns
+    assert reproduce(base, tmp_path, archs=["s4d"], seeds=[0], log=messages.append, report=False)[1] is None
     assert messages == ["s4d seed 0: finished before, skipped"]
+    assert report.with_name("report.md").stat().st_mtime_ns == written  # report=False leaves OUT/report alone
     assert (tmp_path / "runs" / "s4d-seed0" / "model.pt").stat().st_mtime_ns == stamp
     with pytest.raises(SsmscopeError, match="other settings"):
         reproduce(dataclasses.replace(base, train=TrainConfig(epochs=3)), tmp_path, archs=["s4d"], seeds=[0], log=lambda s: None)

@@ -52,9 +52,11 @@ def _finished_with(run_dir: Path, config: RunConfig) -> bool:
 
 
 def reproduce(
-    base: RunConfig, out: str | Path, archs=STUDY_ARCHS, seeds=(0,), log: Callable[[str], None] = print
-) -> tuple[list[dict], Path]:
-    """Train, analyse and report every arch × seed of ``base``; returns the table rows and report.html."""
+    base: RunConfig, out: str | Path, archs=STUDY_ARCHS, seeds=(0,), log: Callable[[str], None] = print,
+    report: bool = True,
+) -> tuple[list[dict], Path | None]:
+    """Train, analyse and report every arch × seed of ``base``; returns the table rows and report.html
+    (None with ``report=False``: the runs are finished but OUT/report is left as it was)."""
     out = Path(out)
     run_dirs = []
     for arch in archs:
@@ -72,8 +74,8 @@ def reproduce(
             if not (run_dir / "probes" / "test-split.json").is_file():
                 probe_run(run_dir, device=config.train.device)
             run_dirs.append(run_dir)
-    report = write_report(run_dirs, out / "report")
-    return table_rows([load_run_record(d) for d in run_dirs]), report
+    html = write_report(run_dirs, out / "report") if report else None
+    return table_rows([load_run_record(d) for d in run_dirs]), html
 
 
 def write_embedded_corpus(out: Path) -> Path:
