@@ -98,15 +98,16 @@ def layer_rows(run_dir: Path) -> list[dict]:
 
 
 def report_is_current(report_dir: Path, run_dirs: list[Path]) -> bool:
-    """True when report_dir/report.md is newer than every run's metrics, analysis and probes (same runs
-    as last time: each run's directory is named in the report); writing a distance's report takes
-    minutes, so a re-run that only adds a model does not rewrite the other distances' reports."""
+    """True when report_dir/report.md names exactly these runs (its "Run: `DIR`" lines) and is newer
+    than every run's metrics, analysis and probes; writing a distance's report takes minutes, so a
+    re-run that only adds a model does not rewrite the other distances' reports."""
     report = report_dir / "report.md"
     if not report.is_file():
         return False
-    text, written = report.read_text(), report.stat().st_mtime
+    named = {line[len("Run: `"):-1] for line in report.read_text().splitlines() if line.startswith("Run: `")}
+    written = report.stat().st_mtime
     inputs = [d / name for d in run_dirs for name in ("metrics.json", "analysis/summary.json", "probes/test-split.json")]
-    return all(f"`{d}`" in text for d in run_dirs) and all(f.is_file() and f.stat().st_mtime < written for f in inputs)
+    return named == {str(d) for d in run_dirs} and all(f.is_file() and f.stat().st_mtime < written for f in inputs)
 
 
 def main() -> None:
