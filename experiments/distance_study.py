@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import permutation_test, spearmanr
 
 from ssmscope.allocator import keep_freed_memory, use_preferred_allocator
 from ssmscope.analysis.run import analyze_run
@@ -35,7 +35,7 @@ from ssmscope.config import EMBEDDED_MODEL, DataConfig, RunConfig, TrainConfig
 from ssmscope.data.synthetic import generate
 from ssmscope.files import write_json, write_jsonl
 from ssmscope.pipeline import reproduce, run_dir_for
-from ssmscope.report.render import write_report
+from ssmscope.report.render import runs_named_in, write_report
 
 READINGS = ("f1", "mcc", "roc_auc", "dependency_range_tokens", "energy_length_90", "dependency_range_common", "energy_length_common",
             "used_range_tokens", "used_range_auc_tokens", "attention_range")
@@ -98,16 +98,23 @@ def layer_rows(run_dir: Path) -> list[dict]:
 
 
 def report_is_current(report_dir: Path, run_dirs: list[Path]) -> bool:
-    """True when report_dir/report.md names exactly these runs (its "Run: `DIR`" lines) and is newer
+    """True when report_dir/report.md names exactly these runs (render.runs_named_in) and is newer
     than every run's metrics, analysis and probes; writing a distance's report takes minutes, so a
     re-run that only adds a model does not rewrite the other distances' reports."""
     report = report_dir / "report.md"
-    if not report.is_file():
+    if set(runs_named_in(report)) != {str(d) for d in run_dirs}:  # also: no report yet
         return False
-    named = {line[len("Run: `"):-1] for line in report.read_text().splitlines() if line.startswith("Run: `")}
     written = report.stat().st_mtime
     inputs = [d / name for d in run_dirs for name in ("metrics.json", "analysis/summary.json", "probes/test-split.json")]
-    return named == {str(d) for d in run_dirs} and all(f.is_file() and f.stat().st_mtime < written for f in inputs)
+    return all(f.is_file() and f.stat().st_mtime < written for f in inputs)
+
+
+def permutation_p(distances, values) -> float:
+    """Two-sided p of Spearman's ρ under H0 "values are exchangeable across distances": every pairing
+    enumerated when n! ≤ 9,999 (n ≤ 7: exact; n = 4 gives multiples of 1/24), else 9,999 random ones
+    (seeded). spearmanr's own p is a t approximation, which says 0 for ρ = ±1 at any n."""
+    statistic = lambda shuffled: spearmanr(distances, shuffled)[0]  # noqa: E731
+    return float(permutation_test((values,), statistic, permutation_type="pairings", n_resamples=9999, rng=0).pvalue)
 
 
 def main() -> None:
@@ -156,7 +163,7 @@ def main() -> None:
             correlations[name] = {"spearman_rho": None, "p_value": None, "n": len(pairs), "note": "constant reading"}
             return
         rho, p = spearmanr(distances, values)
-        correlations[name] = {"spearman_rho": float(rho), "p_value": float(p), "n": len(pairs)}
+        correlations[name] = {"spearman_rho": float(rho), "p_value": float(p), "p_permutation": permutation_p(distances, values), "n": len(pairs)}
 
     for arch in args.archs:
         mine = [r for r in rows if r["arch"] == arch]
@@ -181,9 +188,9 @@ def main() -> None:
         for r in sorted(per_layer, key=lambda r: (r["arch"], r["distance"], r["seed"], r["depth"])):
             lines.append(f"| {r['arch']} | {r['distance']} | {r['layer']} | {r['depth']} | {r['dependency_range_common']:.1f} | {r['energy_length_common']:.0f} | "
                          f"{fmt(r['used_range_tokens'], '{}')} | {fmt(r['used_range_auc_tokens'], '{}')} | {fmt(r.get('attention_range'), '{:.0f}')} |")
-    lines += ["", "| arch:reading | Spearman ρ with the true distance | p | n |", "|---|---|---|---|"]
-    lines += [f"| {k} | {fmt(v['spearman_rho'], '{:.2f}') if v['spearman_rho'] is not None else '– (constant reading)'} | {fmt(v['p_value'], '{:.3f}')} | {v['n']} |"
-              for k, v in correlations.items()]
+    lines += ["", "| arch:reading | Spearman ρ with the true distance | p (t approximation) | p (permutation) | n |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {fmt(v['spearman_rho'], '{:.2f}') if v['spearman_rho'] is not None else '– (constant reading)'} | {fmt(v['p_value'], '{:.3f}')} | "
+              f"{fmt(v.get('p_permutation'), '{:.3f}')} | {v['n']} |" for k, v in correlations.items()]
     (out / "distance_table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -6,8 +6,9 @@ architecture side by side, layer by layer in depth order, for docs/RESULTS.md. P
 dependency range, share of band-pass channels): mean ± sample std over seeds, and in how many seeds the
 reading lies outside the central 95% of the untrained null (``analyze``'s placement). Then the probed
 range of the layer truncated alone (probes/test-split.json ``layers``; F1 / AUC criterion, one value
-per seed), and for selective layers (mamba) the median effective range of the hidden attention with
-its percentile among fresh layers read on the same inputs (pNN).
+per seed), and for selective layers (mamba) the median effective range of the hidden attention on the
+analysed test functions, then in brackets the same reading on the null's inputs (the first test
+functions), its percentile among fresh layers read on those inputs (pNN) and their central 95%.
 The "model" row pools every layer (readings) and truncates every layer at once (probes).
 
     .venv/bin/python experiments/layer_readings.py runs/study12 s4d-2layers smr_s4d-2layers [--seeds 0 1 2]
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ssmscope.analysis.kernels import layer_depth
-from ssmscope.analysis.null import layer_readings
+from ssmscope.analysis.null import ATTENTION_RANGE, layer_readings
 
 READINGS = {"dominant_frequency": ("dominant frequency", "{:.4f}"), "spectral_entropy_bits": ("entropy (bits)", "{:.2f}"),
             "energy_length_90": ("energy length", "{:.0f}"), "dependency_range_tokens": ("dependency range", "{:.1f}"),
@@ -46,9 +47,18 @@ def layer_values(summary: dict, probes: dict) -> dict[str, dict]:
             **{key: (value, null[key]["outside"] if key in null else None) for key, value in values.items()},
             "probed": (alone.get("used_range_tokens"), alone.get("used_range_auc_tokens")),
             "attention": attention["effective_range"]["median"] if attention else None,
-            "attention_percentile": null["attention_range"]["percentile"] if "attention_range" in null else None,
+            "attention_null": null.get(ATTENTION_RANGE),  # its reading on the null's inputs, placed among fresh layers
         }
     return rows
+
+
+def attention_placement(placed: dict | None) -> str:
+    """' (pNN: R vs LO–HI)': the layer's attention range on the null's inputs (R), the central interval of
+    fresh layers' ranges on those inputs (LO–HI) and R's percentile among them; '' without a null."""
+    if placed is None:
+        return ""
+    low, high = placed["null_central"]
+    return f" (p{placed['percentile']:.0f}: {placed['value']:.0f} vs {low:.0f}–{high:.0f})"
 
 
 def table(study: Path, arch: str, seeds: list[int]) -> list[str]:
@@ -61,7 +71,7 @@ def table(study: Path, arch: str, seeds: list[int]) -> list[str]:
         probes = json.loads((run / "probes" / "test-split.json").read_text())
         runs.append(layer_values(summary, probes))
     names = list(runs[0])
-    header = ["layer", "depth", *(label for label, _ in READINGS.values()), "probed range alone (F1 / AUC), per seed", "attention range (null percentile), per seed"]
+    header = ["layer", "depth", *(label for label, _ in READINGS.values()), "probed range alone (F1 / AUC), per seed", "attention range (pNN: on the null's inputs vs fresh layers' central 95%), per seed"]
     lines = [f"{arch}, seeds {', '.join(map(str, seeds))}: mean ± std over seeds; [k out] = outside the untrained null in k seeds", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
@@ -73,8 +83,7 @@ def table(study: Path, arch: str, seeds: list[int]) -> list[str]:
             spread = f" ± {fmt.format(values.std(ddof=1))}" if len(values) > 1 else ""
             cells.append(f"{fmt.format(values.mean())}{spread}" + (f" [{sum(outside)} out]" if outside else ""))
         cells.append(", ".join(f"{p['probed'][0]} / {p['probed'][1]}" for p in per_seed))
-        cells.append(", ".join(f"{p['attention']:.0f}" + ("" if p["attention_percentile"] is None else f" (p{p['attention_percentile']:.0f})")
-                               for p in per_seed if p["attention"] is not None) or "–")
+        cells.append(", ".join(f"{p['attention']:.0f}" + attention_placement(p["attention_null"]) for p in per_seed if p["attention"] is not None) or "–")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -20,7 +20,7 @@ from ssmscope.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ssmscope.errors import SsmscopeError
 from ssmscope.pipeline import reproduce
 from ssmscope.report import render
-from ssmscope.report.render import RunRecord, write_report
+from ssmscope.report.render import RunRecord, runs_named_in, write_report
 from ssmscope.train import load_run, train_run
 
 SNIPPETS = [
@@ -192,6 +192,8 @@ def test_report_table_is_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
     md = report.with_name("report.md").read_text()
     assert f"| s4d | smr_s4d-none | 2 | {f1['difference']:+.3f} [{f1['ci_low']:+.3f}, {f1['ci_high']:+.3f}] p {format_p(f1['p_value'])}" in md
     stamp = (tmp_path / "runs" / "s4d-seed0" / "model.pt").stat().st_mtime_ns
+    assert runs_named_in(report.with_name("report.md")) == [str(tmp_path / "runs" / f"{arch}-seed{seed}") for arch in ("s4d", "smr_s4d-none") for seed in (0, 1)]
+    assert runs_named_in(tmp_path / "no-report.md") == []
     messages, written = [], report.with_name("report.md").stat().st_mtime_ns
     assert reproduce(base, tmp_path, archs=["s4d"], seeds=[0], log=messages.append, report=False)[1] is None
     assert messages == ["s4d seed 0: finished before, skipped"]

@@ -329,6 +329,17 @@ def _overlay(records: list[RunRecord], path: Path) -> Path | None:
     return path
 
 
+RUN_LINE = "Run: `{}`"  # heads each run's section of report.md; runs_named_in reads them back
+
+
+def runs_named_in(report_md: Path) -> list[str]:
+    """The run directories a report.md was written for, in its order ([] for no such file)."""
+    if not report_md.is_file():
+        return []
+    prefix, suffix = RUN_LINE.split("{}")
+    return [line[len(prefix):-len(suffix)] for line in report_md.read_text().splitlines() if line.startswith(prefix) and line.endswith(suffix)]
+
+
 def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "ssmscope study report") -> Path:
     """Write report.md and report.html into ``out_dir``; returns the HTML path."""
     if not run_dirs:
@@ -358,7 +369,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
     if overlay:
         md += ["## Spectra of all models", "", f"![spectra](figures/{overlay.name})", ""]
     for heading, path, figs, note, layers in sections:
-        md += [f"## {heading}", "", f"Run: `{path}`", ""]
+        md += [f"## {heading}", "", RUN_LINE.format(path), ""]
         if note:
             md += [note, ""]
         if layers:
